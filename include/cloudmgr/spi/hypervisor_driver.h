@@ -1,0 +1,104 @@
+// Plug-in interface: how an agent acts on its hypervisor.
+//
+// One implementation ships with the library (libvirt: any libvirt URI). Others can be
+// registered with register_hypervisor_driver(). Applications normally use
+// cloudmgr::Hypervisor, which validates arguments before they reach a driver.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cloudmgr/export.h"
+#include "cloudmgr/model.h"
+#include "cloudmgr/status.h"
+
+namespace cloudmgr::spi {
+
+using VmEventCallback = std::function<void(const VmEvent&)>;
+
+// Keeps a lifecycle subscription alive; destroying it unsubscribes. After the destructor
+// returns the callback is not running and is never called again (unless the destructor
+// runs on the callback's own thread, in which case only the second holds).
+class CLOUDMGR_API Subscription {
+ public:
+  Subscription() = default;
+  virtual ~Subscription();
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+};
+
+// One connection to one hypervisor.
+//
+// Thread safety: implementations must allow concurrent calls from several threads.
+// Arguments reach a driver already validated by cloudmgr::Hypervisor (names, specs),
+// but a driver must still fail cleanly, never crash, on anything it is given.
+// Every failing call leaves the hypervisor unchanged unless its comment says otherwise.
+class CLOUDMGR_API HypervisorDriver {
+ public:
+  HypervisorDriver() = default;
+  virtual ~HypervisorDriver();
+  HypervisorDriver(const HypervisorDriver&) = delete;
+  HypervisorDriver& operator=(const HypervisorDriver&) = delete;
+
+  // The URI the driver was opened with.
+  virtual std::string uri() const = 0;
+
+  // Identity, capacity and allocation of the host. HostInfo::id is left empty: the
+  // caller owns host ids.
+  virtual Result<HostInfo> host_info() = 0;
+  virtual Result<std::uint64_t> free_memory_bytes() = 0;
+
+  virtual Result<std::vector<VmInfo>> list_vms(const VmFilter& filter) = 0;
+  // kNotFound when no VM has that name or uuid.
+  virtual Result<VmInfo> get_vm(const VmRef& vm) = 0;
+
+  // Defines (does not start) a persistent VM. kAlreadyExists when the name or uuid is taken.
+  virtual Result<VmInfo> define_vm(const VmSpec& spec) = 0;
+  // Removes the VM's definition and its snapshot metadata (disk images are kept).
+  virtual Status undefine_vm(const VmRef& vm, const UndefineOptions& options) = 0;
+
+  // Verbs in the wrong state fail with kFailedPrecondition: start on an active VM, suspend
+  // on a paused or shut-off VM, resume on a VM that is not paused, and so on.
+  virtual Status start_vm(const VmRef& vm) = 0;
+  // Asks the guest to power off and waits up to options.timeout_ms for it to do so.
+  virtual Result<ShutdownOutcome> shutdown_vm(const VmRef& vm, const ShutdownOptions& options) = 0;
+  virtual Status destroy_vm(const VmRef& vm) = 0;  // immediate power-off
+  virtual Status reboot_vm(const VmRef& vm) = 0;   // graceful: asks the guest
+  virtual Status reset_vm(const VmRef& vm) = 0;    // hard reset, like the reset button
+  virtual Status suspend_vm(const VmRef& vm) = 0;
+  virtual Status resume_vm(const VmRef& vm) = 0;
+  virtual Status set_autostart(const VmRef& vm, bool autostart) = 0;
+
+  // Snapshots. The defaults return kUnimplemented.
+  virtual Result<SnapshotInfo> create_snapshot(const VmRef& vm, const SnapshotSpec& spec);
+  virtual Result<std::vector<SnapshotInfo>> list_snapshots(const VmRef& vm);
+  virtual Status revert_to_snapshot(const VmRef& vm, std::string_view snapshot);
+  virtual Status delete_snapshot(const VmRef& vm, std::string_view snapshot);
+
+  // Calls `callback` for every VM lifecycle event on this hypervisor, on a thread owned
+  // by the driver, one event at a time, until the returned Subscription is destroyed.
+  // The callback must not block for long. Default: kUnimplemented.
+  virtual Result<std::unique_ptr<Subscription>> subscribe_lifecycle(VmEventCallback callback);
+};
+
+// A driver factory is asked to open a URI. It returns nullopt to decline the URI (it is
+// not for this driver), or a Result: the opened driver or why opening failed.
+using HypervisorDriverFactory =
+    std::function<std::optional<Result<std::unique_ptr<HypervisorDriver>>>(std::string_view uri)>;
+
+// Registers a factory under a unique name; registered factories are asked before the
+// built-in libvirt driver, most recent first. kAlreadyExists if the name is taken.
+// Thread-safe.
+CLOUDMGR_API Status register_hypervisor_driver(std::string name, HypervisorDriverFactory factory);
+// kNotFound if no factory has that name. Thread-safe.
+CLOUDMGR_API Status unregister_hypervisor_driver(std::string_view name);
+
+// Opens `uri` with the first factory that accepts it. kInvalidArgument for an empty or
+// malformed URI, kUnavailable when the hypervisor cannot be reached.
+CLOUDMGR_API Result<std::unique_ptr<HypervisorDriver>> open_hypervisor_driver(std::string_view uri);
+
+}  // namespace cloudmgr::spi

@@ -1,0 +1,23 @@
+// Parsing and printing of sizes for frontends ("512M", "2GiB", "1.5 GiB").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "cloudmgr/export.h"
+#include "cloudmgr/status.h"
+
+namespace cloudmgr {
+
+// Parses a byte size: a number with an optional binary unit: B, K/KiB, M/MiB, G/GiB,
+// T/TiB (case-insensitive; "KB", "MB"... are taken as binary too). A bare number is bytes.
+// kInvalidArgument naming the text for anything else, fractions that leave part of a
+// byte, or overflow.
+CLOUDMGR_API Result<std::uint64_t> parse_bytes(std::string_view text);
+
+// "512 MiB", "1.5 GiB", "0 B": the largest binary unit that keeps the value >= 1, at most
+// one decimal.
+CLOUDMGR_API std::string format_bytes(std::uint64_t bytes);
+
+}  // namespace cloudmgr
