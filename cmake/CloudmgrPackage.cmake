@@ -20,5 +20,7 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/cloudmgrConfigVersion.cma
 install(FILES ${PROJECT_BINARY_DIR}/cloudmgrConfig.cmake ${PROJECT_BINARY_DIR}/cloudmgrConfigVersion.cmake
   DESTINATION ${CLOUDMGR_CMAKE_DIR})
 
+# pkgconfig dir -> prefix: one ".." per component of <libdir>/pkgconfig.
+file(RELATIVE_PATH CLOUDMGR_PC_UP "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
 configure_file(${PROJECT_SOURCE_DIR}/cmake/cloudmgr.pc.in ${PROJECT_BINARY_DIR}/cloudmgr.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/cloudmgr.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

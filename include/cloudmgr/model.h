@@ -13,6 +13,7 @@
 
 #include "cloudmgr/export.h"
 #include "cloudmgr/status.h"
+#include "cloudmgr/units.h"
 
 namespace cloudmgr {
 
@@ -21,9 +22,9 @@ namespace cloudmgr {
 
 // Physical CPU layout of a host.
 struct CpuTopology {
-  std::string model;                 // e.g. "x86_64" or the CPU model name the hypervisor reports
-  std::uint32_t logical_cpus = 0;    // CPUs the hypervisor can schedule on
-  std::uint32_t mhz = 0;             // nominal clock
+  std::string model;               // e.g. "x86_64" or the CPU model name the hypervisor reports
+  std::uint32_t logical_cpus = 0;  // CPUs the hypervisor can schedule on
+  std::uint32_t mhz = 0;           // nominal clock
   std::uint32_t numa_nodes = 0;
   std::uint32_t sockets_per_node = 0;
   std::uint32_t cores_per_socket = 0;
@@ -60,16 +61,16 @@ struct HostInfo {
 struct ProcessInfo {
   std::int32_t pid = 0;
   std::int32_t ppid = 0;
-  std::string name;        // the kernel's comm (at most 15 characters)
-  char state = '?';        // R, S, D, Z, T, I, ...
-  std::uint32_t uid = 0;   // real uid
-  std::string user;        // user name for uid, or the number when unknown
+  std::string name;       // the kernel's comm (at most 15 characters)
+  char state = '?';       // R, S, D, Z, T, I, ...
+  std::uint32_t uid = 0;  // real uid
+  std::string user;       // user name for uid, or the number when unknown
   std::uint32_t threads = 0;
   std::uint64_t rss_bytes = 0;
   std::uint64_t vsize_bytes = 0;
-  std::uint64_t cpu_time_ns = 0;       // user + system time consumed
-  std::int64_t start_time_ns = 0;      // start time, nanoseconds since the Unix epoch
-  std::string cmdline;                 // arguments joined by spaces; empty for kernel threads
+  std::uint64_t cpu_time_ns = 0;   // user + system time consumed
+  std::int64_t start_time_ns = 0;  // start time, nanoseconds since the Unix epoch
+  std::string cmdline;             // arguments joined by spaces; empty for kernel threads
 
   friend bool operator==(const ProcessInfo&, const ProcessInfo&) = default;
 };
@@ -84,7 +85,7 @@ enum class VmState : std::uint8_t {
   kShuttingDown,  // a graceful shutdown is in progress
   kShutOff,       // defined, not running
   kCrashed,
-  kPmSuspended,   // suspended by the guest's power management
+  kPmSuspended,  // suspended by the guest's power management
 };
 
 // "running", "paused", "shutting-down", "shut-off", "crashed", "pm-suspended", "unknown".
@@ -100,11 +101,11 @@ CLOUDMGR_API std::string_view to_string(DiskBus bus) noexcept;
 
 // A disk attached to a VM, as the hypervisor reports it.
 struct DiskInfo {
-  std::string target;   // guest device name, e.g. "vda"
-  std::string source;   // host path of the image (empty for an empty CD-ROM drive)
-  std::string device;   // "disk", "cdrom", ...
-  std::string bus;      // "virtio", "sata", ...
-  std::string format;   // image format, e.g. "qcow2", "raw"
+  std::string target;  // guest device name, e.g. "vda"
+  std::string source;  // host path of the image (empty for an empty CD-ROM drive)
+  std::string device;  // "disk", "cdrom", ...
+  std::string bus;     // "virtio", "sata", ...
+  std::string format;  // image format, e.g. "qcow2", "raw"
   bool read_only = false;
 
   friend bool operator==(const DiskInfo&, const DiskInfo&) = default;
@@ -127,13 +128,13 @@ struct VmInfo {
   // Why the VM is in this state, e.g. "booted", "user", "destroyed", "shutdown", "crashed",
   // "from-snapshot", "unknown". Vendor-neutral words, not hypervisor codes.
   std::string state_reason;
-  std::uint32_t vcpus = 0;             // current vCPUs
+  std::uint32_t vcpus = 0;  // current vCPUs
   std::uint32_t max_vcpus = 0;
-  std::uint64_t memory_bytes = 0;      // current memory
+  std::uint64_t memory_bytes = 0;  // current memory
   std::uint64_t max_memory_bytes = 0;
-  std::uint64_t cpu_time_ns = 0;       // CPU time consumed by the VM so far
-  bool persistent = false;             // defined (survives shutdown) rather than transient
-  bool autostart = false;              // started when the host boots
+  std::uint64_t cpu_time_ns = 0;  // CPU time consumed by the VM so far
+  bool persistent = false;        // defined (survives shutdown) rather than transient
+  bool autostart = false;         // started when the host boots
   std::string description;
   std::vector<DiskInfo> disks;
   std::vector<NicInfo> nics;
@@ -143,8 +144,8 @@ struct VmInfo {
 
 // What to attach as a disk when defining a VM.
 struct DiskSpec {
-  std::string source_path;   // absolute host path of an existing image (empty only for a CD-ROM drive)
-  std::string target;        // guest device, e.g. "vda"; empty = next free name for the bus
+  std::string source_path;  // absolute host path of an existing image (empty only for a CD-ROM drive)
+  std::string target;       // guest device, e.g. "vda"; empty = next free name for the bus
   DiskDevice device = DiskDevice::kDisk;
   DiskBus bus = DiskBus::kVirtio;
   std::string format = "qcow2";  // "qcow2" or "raw"
@@ -169,16 +170,16 @@ struct NicSpec {
 // What to create: everything a driver needs to define a VM. The driver writes the
 // hypervisor's configuration from it; callers never pass raw hypervisor XML.
 struct VmSpec {
-  std::string name;                 // see validate_vm_name
-  std::string uuid;                 // empty = generated by the hypervisor
+  std::string name;  // see validate_vm_name
+  std::string uuid;  // empty = generated by the hypervisor
   std::uint32_t vcpus = 1;
-  std::uint64_t memory_bytes = 0;   // whole KiB, at least 16 MiB
-  std::string arch;                 // empty = the host's architecture
-  std::string machine;              // empty = the hypervisor's default machine type
+  std::uint64_t memory_bytes = 0;               // whole KiB, at least 16 MiB
+  std::string arch;                             // empty = the host's architecture
+  std::string machine;                          // empty = the hypervisor's default machine type
   std::vector<std::string> boot_devices{"hd"};  // in order; each "hd", "cdrom", "network" or "fd"
   std::vector<DiskSpec> disks;
   std::vector<NicSpec> nics;
-  std::string description;          // free text, stored with the VM
+  std::string description;  // free text, stored with the VM
   bool autostart = false;
 
   friend bool operator==(const VmSpec&, const VmSpec&) = default;
@@ -219,8 +220,8 @@ struct ShutdownOptions {
 };
 
 struct ShutdownOutcome {
-  bool forced = false;            // true when the force-off fallback was used
-  std::uint64_t waited_ms = 0;    // time until the VM was off
+  bool forced = false;          // true when the force-off fallback was used
+  std::uint64_t waited_ms = 0;  // time until the VM was off
 };
 
 struct UndefineOptions {
@@ -233,17 +234,17 @@ struct UndefineOptions {
 // Snapshots
 
 struct SnapshotSpec {
-  std::string name;          // see validate_snapshot_name; empty = the hypervisor picks one
+  std::string name;  // see validate_snapshot_name; empty = the hypervisor picks one
   std::string description;
 };
 
 struct SnapshotInfo {
   std::string name;
   std::string description;
-  std::string parent;           // empty for a root snapshot
-  std::int64_t creation_time_ns = 0;  // nanoseconds since the Unix epoch
+  std::string parent;                    // empty for a root snapshot
+  std::int64_t creation_time_ns = 0;     // nanoseconds since the Unix epoch
   VmState vm_state = VmState::kUnknown;  // the VM's state when the snapshot was taken
-  bool current = false;         // the snapshot the VM was last created from or reverted to
+  bool current = false;                  // the snapshot the VM was last created from or reverted to
 
   friend bool operator==(const SnapshotInfo&, const SnapshotInfo&) = default;
 };
@@ -258,7 +259,7 @@ enum class VmEventKind : std::uint8_t {
   kSuspended,
   kResumed,
   kStopped,
-  kShutdown,      // the guest has begun or finished shutting down
+  kShutdown,  // the guest has begun or finished shutting down
   kPmSuspended,
   kCrashed,
 };
@@ -268,8 +269,8 @@ struct VmEvent {
   std::string vm_uuid;
   std::string vm_name;
   VmEventKind kind = VmEventKind::kDefined;
-  std::string detail;       // e.g. "booted", "destroyed", "paused", "added", "updated"
-  std::int64_t time_ns = 0; // when the library received it, nanoseconds since the Unix epoch
+  std::string detail;        // e.g. "booted", "destroyed", "paused", "added", "updated"
+  std::int64_t time_ns = 0;  // when the library received it, nanoseconds since the Unix epoch
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -286,8 +287,5 @@ CLOUDMGR_API Status validate_snapshot_name(std::string_view name);
 // The whole spec: name, uuid, vcpus (1-4096), memory (16 MiB - 16 TiB, whole KiB), boot
 // devices, disks (absolute paths, formats, unique targets) and NICs (source names, MACs).
 CLOUDMGR_API Status validate_vm_spec(const VmSpec& spec);
-
-inline constexpr std::uint64_t kMiB = 1024ULL * 1024ULL;
-inline constexpr std::uint64_t kGiB = 1024ULL * kMiB;
 
 }  // namespace cloudmgr

@@ -16,6 +16,7 @@
 //   kInternal           a bug or an unexpected backend failure
 #pragma once
 
+#include <cassert>
 #include <cstdint>
 #include <optional>
 #include <ostream>
@@ -107,31 +108,36 @@ template <typename T>
 class [[nodiscard]] Result {
   static_assert(!std::is_same_v<std::remove_cvref_t<T>, Status>, "Result<Status> is meaningless");
 
+  template <typename U>
+  static constexpr bool kIsValueArg =
+      std::is_constructible_v<T, U&&> && !std::is_same_v<std::remove_cvref_t<U>, T> &&
+      !std::is_same_v<std::remove_cvref_t<U>, Status> && !std::is_same_v<std::remove_cvref_t<U>, Result<T>>;
+
  public:
-  Result(const T& value) : value_(value) {}                 // NOLINT(google-explicit-constructor)
+  Result(const T& value) : value_(value) {}                            // NOLINT(google-explicit-constructor)
   Result(T&& value) noexcept(std::is_nothrow_move_constructible_v<T>)  // NOLINT(google-explicit-constructor)
       : value_(std::move(value)) {}
   Result(Status status)  // NOLINT(google-explicit-constructor)
       : status_(status.ok() ? Status(StatusCode::kInternal, "Result constructed from an OK status without a value")
                             : std::move(status)) {}
-  template <typename U>
-    requires(std::is_constructible_v<T, U &&> && !std::is_same_v<std::remove_cvref_t<U>, T> &&
-             !std::is_same_v<std::remove_cvref_t<U>, Status> &&
-             !std::is_same_v<std::remove_cvref_t<U>, Result<T>>)
-  Result(U&& value) : value_(std::forward<U>(value)) {}  // NOLINT(google-explicit-constructor)
+  // Anything T can be built from (a string literal for Result<std::string>, a derived
+  // unique_ptr...), except a Status or a Result.
+  template <typename U, typename = std::enable_if_t<kIsValueArg<U>>>
+  Result(U&& value)  // NOLINT(google-explicit-constructor,bugprone-forwarding-reference-overload)
+      : value_(std::forward<U>(value)) {}
 
   bool ok() const noexcept { return value_.has_value(); }
   const Status& status() const noexcept { return status_; }
 
-  T& value() & { return *value_; }
-  const T& value() const& { return *value_; }
-  T&& value() && { return std::move(*value_); }
+  T& value() & { return checked(); }
+  const T& value() const& { return checked(); }
+  T&& value() && { return std::move(checked()); }
 
-  T& operator*() & { return *value_; }
-  const T& operator*() const& { return *value_; }
-  T&& operator*() && { return std::move(*value_); }
-  T* operator->() { return &*value_; }
-  const T* operator->() const { return &*value_; }
+  T& operator*() & { return checked(); }
+  const T& operator*() const& { return checked(); }
+  T&& operator*() && { return std::move(checked()); }
+  T* operator->() { return &checked(); }
+  const T* operator->() const { return &checked(); }
 
   template <typename U>
   T value_or(U&& fallback) const& {
@@ -139,6 +145,15 @@ class [[nodiscard]] Result {
   }
 
  private:
+  T& checked() {
+    assert(value_.has_value() && "value() of a failed Result");
+    return *value_;
+  }
+  const T& checked() const {
+    assert(value_.has_value() && "value() of a failed Result");
+    return *value_;
+  }
+
   std::optional<T> value_;
   Status status_;
 };

@@ -10,6 +10,10 @@
 
 namespace cloudmgr {
 
+inline constexpr std::uint64_t kKiB = 1024ULL;
+inline constexpr std::uint64_t kMiB = 1024ULL * kKiB;
+inline constexpr std::uint64_t kGiB = 1024ULL * kMiB;
+
 // Parses a byte size: a number with an optional binary unit: B, K/KiB, M/MiB, G/GiB,
 // T/TiB (case-insensitive; "KB", "MB"... are taken as binary too). A bare number is bytes.
 // kInvalidArgument naming the text for anything else, fractions that leave part of a

@@ -57,6 +57,7 @@ Status HypervisorDriver::revert_to_snapshot(const VmRef& /*vm*/, std::string_vie
 Status HypervisorDriver::delete_snapshot(const VmRef& /*vm*/, std::string_view /*snapshot*/) {
   return unimplemented_error(fmt::format("driver for '{}' does not support snapshots", uri()));
 }
+// NOLINTNEXTLINE(performance-unnecessary-value-param): the interface takes the callback by value (a sink)
 Result<std::unique_ptr<Subscription>> HypervisorDriver::subscribe_lifecycle(VmEventCallback /*callback*/) {
   return unimplemented_error(fmt::format("driver for '{}' does not support lifecycle events", uri()));
 }

@@ -9,12 +9,8 @@
 namespace cloudmgr {
 namespace {
 
-bool is_alnum(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-bool is_hex(char c) noexcept {
-  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
+bool is_alnum(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+bool is_hex(char c) noexcept { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
 // Quotes a user-supplied string for an error message, with control characters escaped,
 // so a bad name cannot garble a log line.
@@ -47,9 +43,8 @@ Status validate_identifier(std::string_view what, std::string_view name) {
   }
   for (const char c : name) {
     if (!is_alnum(c) && c != '.' && c != '_' && c != '-') {
-      return invalid_argument_error(fmt::format(
-          "{} {} contains {}; only letters, digits, '.', '_' and '-' are allowed", what, quoted(name),
-          quoted(std::string_view(&c, 1))));
+      return invalid_argument_error(fmt::format("{} {} contains {}; only letters, digits, '.', '_' and '-' are allowed",
+                                                what, quoted(name), quoted(std::string_view(&c, 1))));
     }
   }
   return {};
@@ -57,7 +52,7 @@ Status validate_identifier(std::string_view what, std::string_view name) {
 
 // A libvirt-style network/bridge name: the identifier alphabet.
 Status validate_nic_source(std::size_t index, const NicSpec& nic) {
-  const Status s = validate_identifier(fmt::format("nics[{}].source", index), nic.source);
+  Status s = validate_identifier(fmt::format("nics[{}].source", index), nic.source);
   if (!s.ok()) {
     return s;
   }
@@ -71,8 +66,8 @@ Status validate_nic_source(std::size_t index, const NicSpec& nic) {
   }
   for (const char c : nic.model) {
     if (!is_alnum(c) && c != '-' && c != '_') {
-      return invalid_argument_error(fmt::format("nics[{}].model {} is not a device model name", index,
-                                                quoted(nic.model)));
+      return invalid_argument_error(
+          fmt::format("nics[{}].model {} is not a device model name", index, quoted(nic.model)));
     }
   }
   return {};
@@ -148,10 +143,9 @@ std::string_view to_string(VmState state) noexcept {
 }
 
 std::optional<VmState> parse_vm_state(std::string_view name) noexcept {
-  constexpr std::array states = {VmState::kUnknown,  VmState::kRunning, VmState::kPaused,
-                                 VmState::kShuttingDown, VmState::kShutOff, VmState::kCrashed,
-                                 VmState::kPmSuspended};
-  for (const VmState s : states) {
+  constexpr std::array kStates = {VmState::kUnknown, VmState::kRunning, VmState::kPaused,     VmState::kShuttingDown,
+                                  VmState::kShutOff, VmState::kCrashed, VmState::kPmSuspended};
+  for (const VmState s : kStates) {
     if (to_string(s) == name) {
       return s;
     }
@@ -164,9 +158,7 @@ bool is_active(VmState state) noexcept {
          state == VmState::kPmSuspended;
 }
 
-std::string_view to_string(DiskDevice device) noexcept {
-  return device == DiskDevice::kCdrom ? "cdrom" : "disk";
-}
+std::string_view to_string(DiskDevice device) noexcept { return device == DiskDevice::kCdrom ? "cdrom" : "disk"; }
 
 std::string_view to_string(DiskBus bus) noexcept {
   switch (bus) {
@@ -270,10 +262,10 @@ Status validate_vm_spec(const VmSpec& spec) {
     return invalid_argument_error(fmt::format("vcpus is {}; it must be between 1 and 4096", spec.vcpus));
   }
   constexpr std::uint64_t kMin = 16 * kMiB;
-  constexpr std::uint64_t kMax = 16 * 1024 * kGiB;
+  constexpr std::uint64_t kMax = 16ULL * 1024ULL * kGiB;
   if (spec.memory_bytes < kMin || spec.memory_bytes > kMax) {
-    return invalid_argument_error(fmt::format(
-        "memory_bytes is {}; it must be between 16 MiB ({}) and 16 TiB ({})", spec.memory_bytes, kMin, kMax));
+    return invalid_argument_error(fmt::format("memory_bytes is {}; it must be between 16 MiB ({}) and 16 TiB ({})",
+                                              spec.memory_bytes, kMin, kMax));
   }
   if (spec.memory_bytes % 1024 != 0) {
     return invalid_argument_error(
@@ -282,8 +274,8 @@ Status validate_vm_spec(const VmSpec& spec) {
   for (const std::string& part : {spec.arch, spec.machine}) {
     for (const char c : part) {
       if (!is_alnum(c) && c != '-' && c != '_' && c != '.') {
-        return invalid_argument_error(fmt::format("arch/machine {} contains {}", quoted(part),
-                                                  quoted(std::string_view(&c, 1))));
+        return invalid_argument_error(
+            fmt::format("arch/machine {} contains {}", quoted(part), quoted(std::string_view(&c, 1))));
       }
     }
   }

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "cloudmgr/host.h"
+#include "core/errno_text.h"
 
 namespace cloudmgr {
 namespace {
@@ -77,8 +78,7 @@ bool parse_stat(std::string_view stat, ProcessInfo& p, std::uint64_t& utime, std
                 std::uint64_t& start_ticks, std::uint64_t& rss_pages) {
   const auto open = stat.find('(');
   const auto close = stat.rfind(')');
-  if (open == std::string_view::npos || close == std::string_view::npos || close < open ||
-      close + 2 > stat.size()) {
+  if (open == std::string_view::npos || close == std::string_view::npos || close < open || close + 2 > stat.size()) {
     return false;
   }
   p.name = std::string(stat.substr(open + 1, close - open - 1));
@@ -99,21 +99,24 @@ bool parse_stat(std::string_view stat, ProcessInfo& p, std::uint64_t& utime, std
   p.state = fields[0][0];
   std::int64_t threads = 0;
   std::int64_t rss = 0;
-  const bool ok = parse_number(field(4), p.ppid) && parse_number(field(14), utime) &&
-                  parse_number(field(15), stime) && parse_number(field(20), threads) &&
-                  parse_number(field(22), start_ticks) && parse_number(field(23), p.vsize_bytes) &&
-                  parse_number(field(24), rss);
+  const bool ok = parse_number(field(4), p.ppid) && parse_number(field(14), utime) && parse_number(field(15), stime) &&
+                  parse_number(field(20), threads) && parse_number(field(22), start_ticks) &&
+                  parse_number(field(23), p.vsize_bytes) && parse_number(field(24), rss);
   p.threads = threads > 0 ? static_cast<std::uint32_t>(threads) : 0;
   rss_pages = rss > 0 ? static_cast<std::uint64_t>(rss) : 0;
   return ok;
 }
 
 std::optional<std::uint32_t> parse_uid(std::string_view status) {
-  const auto pos = status.find("\nUid:");
-  if (pos == std::string_view::npos) {
-    return std::nullopt;
+  std::size_t pos = 0;
+  if (!status.starts_with("Uid:")) {
+    pos = status.find("\nUid:");
+    if (pos == std::string_view::npos) {
+      return std::nullopt;
+    }
+    ++pos;
   }
-  std::string_view rest = status.substr(pos + 5);
+  std::string_view rest = status.substr(pos + 4);
   while (!rest.empty() && (rest.front() == '\t' || rest.front() == ' ')) {
     rest.remove_prefix(1);
   }
@@ -130,7 +133,7 @@ std::optional<std::uint32_t> parse_uid(std::string_view status) {
 Result<std::vector<ProcessInfo>> list_processes(const std::string& proc_root) {
   std::unique_ptr<DIR, int (*)(DIR*)> dir(opendir(proc_root.c_str()), closedir);
   if (!dir) {
-    return unavailable_error(fmt::format("cannot read the process list at '{}': {}", proc_root, std::strerror(errno)));
+    return unavailable_error(fmt::format("cannot read the process list at '{}': {}", proc_root, errno_text(errno)));
   }
   const auto boot_s = boot_time_s(proc_root);
   if (!boot_s) {
@@ -144,7 +147,8 @@ Result<std::vector<ProcessInfo>> list_processes(const std::string& proc_root) {
   const auto ticks = static_cast<std::uint64_t>(ticks_per_s);
   std::unordered_map<std::uint32_t, std::string> users;
   std::vector<ProcessInfo> out;
-  while (const dirent* entry = readdir(dir.get())) {
+  // readdir on a stream no other thread uses is safe (glibc locks per stream).
+  while (const dirent* entry = readdir(dir.get())) {  // NOLINT(concurrency-mt-unsafe)
     ProcessInfo p;
     if (!parse_number(std::string_view(entry->d_name), p.pid) || p.pid <= 0) {
       continue;
@@ -171,8 +175,7 @@ Result<std::vector<ProcessInfo>> list_processes(const std::string& proc_root) {
     p.user = user_name(p.uid, users);
     p.cpu_time_ns = (utime + stime) * (1'000'000'000ULL / ticks);
     p.rss_bytes = rss_pages * static_cast<std::uint64_t>(page_size);
-    p.start_time_ns = *boot_s * 1'000'000'000LL +
-                      static_cast<std::int64_t>(start_ticks * (1'000'000'000ULL / ticks));
+    p.start_time_ns = *boot_s * 1'000'000'000LL + static_cast<std::int64_t>(start_ticks * (1'000'000'000ULL / ticks));
     if (auto cmdline = read_file(base + "/cmdline")) {
       std::string& cmd = *cmdline;
       while (!cmd.empty() && cmd.back() == '\0') {

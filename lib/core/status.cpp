@@ -6,23 +6,10 @@ namespace cloudmgr {
 namespace {
 
 constexpr std::array<std::string_view, 17> kCodeNames = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
+    "OK",        "CANCELLED",       "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",    "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED",
 };
 
 }  // namespace
@@ -74,16 +61,12 @@ std::ostream& operator<<(std::ostream& os, StatusCode code) { return os << statu
 Status invalid_argument_error(std::string message) { return {StatusCode::kInvalidArgument, std::move(message)}; }
 Status not_found_error(std::string message) { return {StatusCode::kNotFound, std::move(message)}; }
 Status already_exists_error(std::string message) { return {StatusCode::kAlreadyExists, std::move(message)}; }
-Status failed_precondition_error(std::string message) {
-  return {StatusCode::kFailedPrecondition, std::move(message)};
-}
+Status failed_precondition_error(std::string message) { return {StatusCode::kFailedPrecondition, std::move(message)}; }
 Status permission_denied_error(std::string message) { return {StatusCode::kPermissionDenied, std::move(message)}; }
 Status unavailable_error(std::string message) { return {StatusCode::kUnavailable, std::move(message)}; }
 Status deadline_exceeded_error(std::string message) { return {StatusCode::kDeadlineExceeded, std::move(message)}; }
 Status unimplemented_error(std::string message) { return {StatusCode::kUnimplemented, std::move(message)}; }
-Status resource_exhausted_error(std::string message) {
-  return {StatusCode::kResourceExhausted, std::move(message)};
-}
+Status resource_exhausted_error(std::string message) { return {StatusCode::kResourceExhausted, std::move(message)}; }
 Status aborted_error(std::string message) { return {StatusCode::kAborted, std::move(message)}; }
 Status internal_error(std::string message) { return {StatusCode::kInternal, std::move(message)}; }
 

@@ -1,4 +1,5 @@
 // Internal helpers for propagating Status / Result<T>. Not installed.
+// NOLINTBEGIN(bugprone-macro-parentheses): `lhs` is a declaration and cannot be parenthesized.
 #pragma once
 
 #include "cloudmgr/status.h"
@@ -7,9 +8,9 @@
 #define CLOUDMGR_CONCAT(a, b) CLOUDMGR_CONCAT_INNER(a, b)
 
 // Returns the Status of `expr` from the enclosing function when it is not OK.
-#define CLOUDMGR_RETURN_IF_ERROR(expr)                \
-  do {                                                \
-    ::cloudmgr::Status cloudmgr_status_ = (expr);     \
+#define CLOUDMGR_RETURN_IF_ERROR(expr)                   \
+  do {                                                   \
+    ::cloudmgr::Status cloudmgr_status_ = (expr);        \
     if (!cloudmgr_status_.ok()) return cloudmgr_status_; \
   } while (false)
 
@@ -20,3 +21,4 @@
   auto tmp = (expr);                                   \
   if (!tmp.ok()) return tmp.status();                  \
   lhs = std::move(tmp).value()
+// NOLINTEND(bugprone-macro-parentheses)

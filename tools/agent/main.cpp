@@ -63,9 +63,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cloudmgr-agent: %s\n", host.status().to_string().c_str());
     return 1;
   }
-  log_line(fmt::format("agent {} started: host {} ({} {}), {} CPUs, {} memory, {} VM(s) ({} active)", cloudmgr::version(),
-                       host->id, host->hypervisor, host->hypervisor_version, host->cpu.logical_cpus,
-                       cloudmgr::format_bytes(host->memory_bytes), host->vms_defined, host->vms_active));
+  log_line(fmt::format("agent {} started: host {} ({} {}), {} CPUs, {} memory, {} VM(s) ({} active)",
+                       cloudmgr::version(), host->id, host->hypervisor, host->hypervisor_version,
+                       host->cpu.logical_cpus, cloudmgr::format_bytes(host->memory_bytes), host->vms_defined,
+                       host->vms_active));
   auto sub = (*hv)->subscribe_lifecycle([](const cloudmgr::VmEvent& e) {
     log_line(fmt::format("event vm={} uuid={} kind={} detail={}", e.vm_name, e.vm_uuid, cloudmgr::to_string(e.kind),
                          e.detail));

@@ -36,6 +36,7 @@ int fail(const Status& status) {
 Result<std::unique_ptr<Hypervisor>> connect(const Options& o) {
   std::string uri = o.uri;
   if (uri.empty()) {
+    // NOLINTNEXTLINE(concurrency-mt-unsafe): read before any thread starts
     if (const char* env = std::getenv("CLOUDMGR_CONNECT")) {
       uri = env;
     }
@@ -101,7 +102,8 @@ int host_ps(const Options& o, const std::string& sort, std::size_t limit) {
   Table t({"PID", "PPID", "USER", "S", "THR", "RSS", "CPU", "COMMAND"});
   for (const auto& p : list) {
     t.add({std::to_string(p.pid), std::to_string(p.ppid), p.user, std::string(1, p.state), std::to_string(p.threads),
-           format_bytes(p.rss_bytes), cpu_seconds(p.cpu_time_ns), p.cmdline.empty() ? "[" + p.name + "]" : p.cmdline.substr(0, 80)});
+           format_bytes(p.rss_bytes), cpu_seconds(p.cpu_time_ns),
+           p.cmdline.empty() ? "[" + p.name + "]" : p.cmdline.substr(0, 80)});
   }
   t.print();
   return 0;
@@ -137,8 +139,8 @@ int vm_list(const Options& o, const std::string& state) {
   }
   Table t({"NAME", "STATE", "REASON", "VCPUS", "MEMORY", "AUTOSTART", "UUID"});
   for (const auto& v : *vms) {
-    t.add({v.name, std::string(to_string(v.state)), v.state_reason, std::to_string(v.vcpus), format_bytes(v.memory_bytes),
-           v.autostart ? "yes" : "no", v.uuid});
+    t.add({v.name, std::string(to_string(v.state)), v.state_reason, std::to_string(v.vcpus),
+           format_bytes(v.memory_bytes), v.autostart ? "yes" : "no", v.uuid});
   }
   t.print();
   return 0;
@@ -184,10 +186,13 @@ int main(int argc, char** argv) {
   Options o;
   app.add_option("-c,--connect", o.uri, "hypervisor URI (or $CLOUDMGR_CONNECT), e.g. qemu:///system");
   app.add_flag("--json", o.json, "print JSON instead of tables");
-  app.add_flag_callback("--version", [] {
-    std::printf("cloudctl %s\n", std::string(cloudmgr::version()).c_str());
-    std::exit(0);  // NOLINT(concurrency-mt-unsafe)
-  }, "print the version and exit");
+  app.add_flag_callback(
+      "--version",
+      [] {
+        std::printf("cloudctl %s\n", std::string(cloudmgr::version()).c_str());
+        std::exit(0);  // NOLINT(concurrency-mt-unsafe)
+      },
+      "print the version and exit");
 
   int rc = 0;
   auto* host = app.add_subcommand("host", "the host");
@@ -255,7 +260,7 @@ int main(int argc, char** argv) {
     const char* help;
     Status (Hypervisor::*fn)(const VmRef&);
   };
-  static const Verb kVerbs[] = {
+  static constexpr Verb kVerbs[] = {
       {"start", "start a VM", &Hypervisor::start_vm},
       {"destroy", "power a VM off at once", &Hypervisor::destroy_vm},
       {"reboot", "ask a VM's guest to reboot", &Hypervisor::reboot_vm},
@@ -284,7 +289,8 @@ int main(int argc, char** argv) {
   double shutdown_timeout_s = 60;
   auto* shutdown = vm->add_subcommand("shutdown", "ask a VM's guest to power off and wait");
   shutdown->add_option("name", name, "VM name or uuid")->required();
-  shutdown->add_option("--timeout", shutdown_timeout_s, "seconds to wait (default 60)")->check(CLI::Range(0.0, 86400.0));
+  shutdown->add_option("--timeout", shutdown_timeout_s, "seconds to wait (default 60)")
+      ->check(CLI::Range(0.0, 86400.0));
   shutdown->add_flag("--force", shutdown_options.force_off_after_timeout, "power off when the timeout passes");
   shutdown->callback([&] {
     shutdown_options.timeout_ms = static_cast<std::uint64_t>(shutdown_timeout_s * 1000);
@@ -376,9 +382,9 @@ int main(int argc, char** argv) {
     cmd->add_option("snapshot", snap_name, "snapshot name")->required();
     cmd->callback([&, which] {
       auto hv = connect(o);
-      Status s = !hv.ok()                          ? hv.status()
+      Status s = !hv.ok()                              ? hv.status()
                  : std::string_view(which) == "revert" ? (*hv)->revert_to_snapshot(VmRef::parse(name), snap_name)
-                                                   : (*hv)->delete_snapshot(VmRef::parse(name), snap_name);
+                                                       : (*hv)->delete_snapshot(VmRef::parse(name), snap_name);
       rc = s.ok() ? 0 : fail(s);
     });
   }

@@ -103,7 +103,8 @@ int main(int argc, char** argv) {
   CLI::App app{"cloudmgr-demo: a simulated cloud driven through libcloudmgr"};
   std::string hosts_dir = CLOUDMGR_DEMO_HOSTS_DIR;
   bool keep = false;
-  app.add_option("--hosts-dir", hosts_dir, "directory of libvirt test-driver host XML files")->check(CLI::ExistingDirectory);
+  app.add_option("--hosts-dir", hosts_dir, "directory of libvirt test-driver host XML files")
+      ->check(CLI::ExistingDirectory);
   app.add_flag("--keep", keep, "do not remove the demo's VMs at the end (they vanish with the process anyway)");
   try {
     app.parse(argc, argv);
@@ -149,12 +150,13 @@ int main(int argc, char** argv) {
   section("placing and defining VMs");
   struct Wanted {
     const char* name;
-    std::uint32_t vcpus;
     std::uint64_t memory;
+    std::uint32_t vcpus;
     bool nic;
   };
-  const Wanted wanted[] = {{"web1", 2, 4 * kGiB, true}, {"web2", 2, 4 * kGiB, true},    {"web3", 2, 4 * kGiB, true},
-                           {"db1", 8, 24 * kGiB, true}, {"cache1", 4, 8 * kGiB, false}, {"batch1", 16, 16 * kGiB, false}};
+  const Wanted wanted[] = {{"web1", 4 * kGiB, 2, true},    {"web2", 4 * kGiB, 2, true},
+                           {"web3", 4 * kGiB, 2, true},    {"db1", 24 * kGiB, 8, true},
+                           {"cache1", 8 * kGiB, 4, false}, {"batch1", 16 * kGiB, 16, false}};
   std::map<std::string, Hypervisor*> where;
   for (const auto& w : wanted) {
     VmSpec spec{.name = w.name, .vcpus = w.vcpus, .memory_bytes = w.memory};

@@ -53,8 +53,7 @@ class XmlDoc {
   }
 
  private:
-  explicit XmlDoc(xmlDocPtr doc)
-      : doc_(doc, xmlFreeDoc), ctx_(xmlXPathNewContext(doc), xmlXPathFreeContext) {}
+  explicit XmlDoc(xmlDocPtr doc) : doc_(doc, xmlFreeDoc), ctx_(xmlXPathNewContext(doc), xmlXPathFreeContext) {}
 
   xmlXPathObjectPtr eval(const std::string& expr, xmlNodePtr node) const {
     if (!ctx_) {
@@ -297,10 +296,12 @@ Status parse_capabilities_xml(std::string_view xml, HostCapabilities& caps) {
   caps.arch = doc->string("string(/capabilities/host/cpu/arch)");
   caps.cpu_model = doc->string("string(/capabilities/host/cpu/model)");
   caps.domain_types.clear();
-  const std::string guest = fmt::format("/capabilities/guest[os_type='hvm' and arch/@name='{}']/arch/domain", caps.arch);
+  const std::string guest =
+      fmt::format("/capabilities/guest[os_type='hvm' and arch/@name='{}']/arch/domain", caps.arch);
   for (xmlNodePtr node : doc->nodes(guest)) {
     std::string type = doc->string("string(@type)", node);
-    if (!type.empty() && std::find(caps.domain_types.begin(), caps.domain_types.end(), type) == caps.domain_types.end()) {
+    if (!type.empty() &&
+        std::find(caps.domain_types.begin(), caps.domain_types.end(), type) == caps.domain_types.end()) {
       caps.domain_types.push_back(std::move(type));
     }
   }

@@ -16,8 +16,8 @@ void silent_error_handler(void* /*user_data*/, virErrorPtr /*error*/) {}
 
 struct LoopState {
   std::mutex mutex;
-  int users = 0;           // GUARDED_BY(mutex)
-  std::thread thread;      // GUARDED_BY(mutex)
+  int users = 0;       // GUARDED_BY(mutex)
+  std::thread thread;  // GUARDED_BY(mutex)
   // Each loop thread runs while the generation it started with is current.
   std::atomic<std::uint64_t> generation{0};
   std::atomic<std::thread::id> loop_thread_id{};

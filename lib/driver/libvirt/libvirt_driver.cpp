@@ -170,7 +170,7 @@ std::pair<VmEventKind, std::string_view> map_event(int event, int detail) {
       return {VmEventKind::kStarted, detail >= 0 && detail < 5 ? kDetails[detail] : "unknown"};
     }
     case VIR_DOMAIN_EVENT_SUSPENDED: {
-      constexpr std::string_view kDetails[] = {"paused",        "migrated",  "io-error", "watchdog", "restored",
+      constexpr std::string_view kDetails[] = {"paused",        "migrated",  "io-error", "watchdog",       "restored",
                                                "from-snapshot", "api-error", "postcopy", "postcopy-failed"};
       return {VmEventKind::kSuspended, detail >= 0 && detail < 9 ? kDetails[detail] : "unknown"};
     }
@@ -179,7 +179,7 @@ std::pair<VmEventKind, std::string_view> map_event(int event, int detail) {
       return {VmEventKind::kResumed, detail >= 0 && detail < 5 ? kDetails[detail] : "unknown"};
     }
     case VIR_DOMAIN_EVENT_STOPPED: {
-      constexpr std::string_view kDetails[] = {"shutdown", "destroyed", "crashed", "migrated",
+      constexpr std::string_view kDetails[] = {"shutdown", "destroyed", "crashed",      "migrated",
                                                "saved",    "failed",    "from-snapshot"};
       return {VmEventKind::kStopped, detail >= 0 && detail < 7 ? kDetails[detail] : "unknown"};
     }
@@ -390,8 +390,8 @@ class LibvirtDriver final : public spi::HypervisorDriver {
     CLOUDMGR_ASSIGN_OR_RETURN(const VmState state, state_of(d.get(), vm));
     const bool active = is_active(state);
     if (active && !options.force) {
-      return failed_precondition_error(fmt::format(
-          "{} is {}; shut it down or destroy it first, or undefine with force", to_string(vm), to_string(state)));
+      return failed_precondition_error(fmt::format("{} is {}; shut it down or destroy it first, or undefine with force",
+                                                   to_string(vm), to_string(state)));
     }
     // Undefine first: if it fails, nothing has changed. An active VM then only becomes
     // transient, and the destroy below ends it.
@@ -407,8 +407,8 @@ class LibvirtDriver final : public spi::HypervisorDriver {
       return last_error(fmt::format("undefining {}", to_string(vm)));
     }
     if (active && virDomainDestroy(d.get()) < 0) {
-      return last_error(fmt::format("destroying {} after undefining it (it is still running, as a transient VM)",
-                                    to_string(vm)));
+      return last_error(
+          fmt::format("destroying {} after undefining it (it is still running, as a transient VM)", to_string(vm)));
     }
     return {};
   }
@@ -450,9 +450,9 @@ class LibvirtDriver final : public spi::HypervisorDriver {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     if (!options.force_off_after_timeout) {
-      return deadline_exceeded_error(fmt::format(
-          "{} did not power off within {} ms of the shutdown request; it is still active", to_string(vm),
-          options.timeout_ms));
+      return deadline_exceeded_error(
+          fmt::format("{} did not power off within {} ms of the shutdown request; it is still active", to_string(vm),
+                      options.timeout_ms));
     }
     if (virDomainDestroy(d.get()) < 0) {
       int state = 0;
@@ -554,7 +554,7 @@ class LibvirtDriver final : public spi::HypervisorDriver {
     const int id = virConnectDomainEventRegisterAny(
         c(), nullptr, VIR_DOMAIN_EVENT_ID_LIFECYCLE,
         // libvirt's generic callback type; the lifecycle signature is restored inside libvirt.
-        reinterpret_cast<virConnectDomainEventGenericCallback>(  // NOLINT(cppcoreguidelines-pro-type-reinterpret-cast)
+        reinterpret_cast<virConnectDomainEventGenericCallback>(   // NOLINT(cppcoreguidelines-pro-type-reinterpret-cast)
             reinterpret_cast<void (*)()>(lifecycle_trampoline)),  // NOLINT(cppcoreguidelines-pro-type-reinterpret-cast)
         opaque, [](void* p) { delete static_cast<std::shared_ptr<CallbackState>*>(p); });
     if (id < 0) {
@@ -568,8 +568,8 @@ class LibvirtDriver final : public spi::HypervisorDriver {
   struct Allocation {
     std::uint32_t defined = 0;
     std::uint32_t active = 0;
-    std::uint32_t vcpus = 0;          // of active VMs
-    std::uint64_t memory_bytes = 0;   // of active VMs
+    std::uint32_t vcpus = 0;         // of active VMs
+    std::uint64_t memory_bytes = 0;  // of active VMs
   };
 
   virConnectPtr c() const noexcept { return conn_->get(); }
@@ -802,7 +802,8 @@ Result<std::unique_ptr<spi::HypervisorDriver>> open_libvirt_driver(std::string_v
   }
   flavor.acpi = flavor.domain_type == "kvm" || flavor.domain_type == "qemu";
   virResetLastError();
-  return std::unique_ptr<spi::HypervisorDriver>(new LibvirtDriver(std::move(conn), flavor, caps.cpu_model, hv == "TEST"));
+  return std::unique_ptr<spi::HypervisorDriver>(
+      new LibvirtDriver(std::move(conn), flavor, caps.cpu_model, hv == "TEST"));
 }
 
 }  // namespace cloudmgr::libvirt

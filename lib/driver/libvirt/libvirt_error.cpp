@@ -116,7 +116,8 @@ Status status_from_error(const virError* error, std::string_view context) {
   StatusCode code = status_code_for(error->code);
   // libvirt reports a name clash on define as OPERATION_FAILED ("domain 'x' already exists
   // with uuid ...") rather than DOM_EXIST.
-  if (code == StatusCode::kInternal && text != nullptr && std::string_view(text).find("already exists") != std::string_view::npos) {
+  if (code == StatusCode::kInternal && text != nullptr &&
+      std::string_view(text).find("already exists") != std::string_view::npos) {
     code = StatusCode::kAlreadyExists;
   }
   return {code, std::move(message)};

@@ -1,0 +1,614 @@
+// One conformance suite for HypervisorDriver implementations, run per tier:
+//   --tier=test  libvirt's test driver on tests/data/hosts/node-small.xml (known capacity and VMs)
+//   --tier=qemu  a real libvirtd + QEMU (TCG) at qemu:///system, running tiny VMs
+// Every bad request asserts the exact code and that the hypervisor did not change.
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cloudmgr/cloudmgr.h"
+
+namespace cloudmgr {
+namespace {
+
+namespace fs = std::filesystem;
+
+#define ASSERT_OK(expr)                                              \
+  do {                                                               \
+    const ::cloudmgr::Status assert_ok_s_ = (expr);                  \
+    ASSERT_TRUE(assert_ok_s_.ok()) << #expr << ": " << assert_ok_s_; \
+  } while (false)
+
+#define EXPECT_CODE(expr, code_)                                                  \
+  do {                                                                            \
+    const ::cloudmgr::Status expect_code_s_ = (expr);                             \
+    EXPECT_EQ(expect_code_s_.code(), (code_)) << #expr << ": " << expect_code_s_; \
+  } while (false)
+
+// What differs between tiers.
+struct Tier {
+  std::string name;
+  std::string uri;
+  bool simulated = true;
+  bool guest_honours_shutdown = true;  // a diskless QEMU guest has no OS to act on ACPI
+  fs::path image_dir;                  // where qcow2 images for this tier's VMs live
+};
+
+Tier g_tier;
+
+// VmInfo without cpu_time_ns, which moves between two reads of a running VM (and is the
+// wall clock on the test driver).
+VmInfo definition(VmInfo vm) {
+  vm.cpu_time_ns = 0;
+  return vm;
+}
+
+}  // namespace
+
+// Readable gtest output for VmInfo.
+void PrintTo(const VmInfo& vm, std::ostream* os) {
+  *os << "{" << vm.name << " " << vm.uuid << " " << to_string(vm.state) << "/" << vm.state_reason
+      << " vcpus=" << vm.vcpus << " mem=" << vm.memory_bytes << " autostart=" << vm.autostart
+      << " disks=" << vm.disks.size() << " nics=" << vm.nics.size() << "}";
+}
+
+namespace {
+
+std::string prefix() { return "cmt" + std::to_string(getpid()) + "-"; }
+
+class Conformance : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto hv = Hypervisor::open({.uri = g_tier.uri, .host_id = "conformance"});
+    ASSERT_TRUE(hv.ok()) << hv.status();
+    hv_ = std::move(*hv);
+  }
+
+  void TearDown() override {
+    if (!hv_) {
+      return;
+    }
+    // Remove every VM this process defined (QEMU's state outlives the test).
+    auto vms = hv_->list_vms();
+    if (vms.ok()) {
+      for (const auto& vm : *vms) {
+        if (vm.name.starts_with(prefix())) {
+          EXPECT_OK_QUIET(hv_->undefine_vm(VmRef::by_uuid(vm.uuid), {.force = true}));
+        }
+      }
+    }
+    for (const auto& img : images_) {
+      fs::remove(img);
+    }
+  }
+
+  static void EXPECT_OK_QUIET(const Status& s) { EXPECT_TRUE(s.ok()) << s; }
+
+  // A qcow2 image the tier's hypervisor can open. qemu-img is called for the QEMU tier;
+  // the test driver never opens disk images, so a path is enough there.
+  std::string make_image(const std::string& name) {
+    const fs::path path = g_tier.image_dir / (name + ".qcow2");
+    if (!g_tier.simulated) {
+      const std::string cmd = "qemu-img create -q -f qcow2 '" + path.string() + "' 16M";
+      EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;  // NOLINT(cert-env33-c): test set-up
+      images_.push_back(path);
+    }
+    return path.string();
+  }
+
+  // A VM spec that runs on this tier: QEMU needs a machine it can emulate quickly.
+  VmSpec runnable(const std::string& suffix, bool with_disk = true) {
+    VmSpec spec{.name = prefix() + suffix, .vcpus = 1, .memory_bytes = 64 * kMiB};
+    if (with_disk) {
+      spec.disks.push_back({.source_path = make_image(spec.name)});
+    }
+    return spec;
+  }
+
+  VmInfo define(const VmSpec& spec) {
+    auto vm = hv_->define_vm(spec);
+    EXPECT_TRUE(vm.ok()) << vm.status();
+    return vm.ok() ? *vm : VmInfo{};
+  }
+
+  VmState state(const std::string& name) {
+    auto vm = hv_->get_vm(VmRef::by_name(name));
+    return vm.ok() ? vm->state : VmState::kUnknown;
+  }
+
+  std::vector<std::string> names(const VmFilter& filter) {
+    std::vector<std::string> out;
+    auto vms = hv_->list_vms(filter);
+    EXPECT_TRUE(vms.ok()) << vms.status();
+    if (vms.ok()) {
+      for (const auto& v : *vms) {
+        out.push_back(v.name);
+      }
+    }
+    return out;
+  }
+
+  std::unique_ptr<Hypervisor> hv_;
+  std::vector<fs::path> images_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Host
+
+TEST_F(Conformance, HostInfoReportsCapacityAndAllocation) {
+  auto h = hv_->host_info();
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->id, "conformance");
+  EXPECT_EQ(h->uri, g_tier.uri);
+  EXPECT_FALSE(h->hostname.empty());
+  EXPECT_FALSE(h->hypervisor_version.empty());
+  if (g_tier.simulated) {
+    // tests/data/hosts/node-small.xml
+    EXPECT_EQ(h->hypervisor, "TEST");
+    EXPECT_EQ(h->cpu.logical_cpus, 8U);
+    EXPECT_EQ(h->cpu.mhz, 2400U);
+    EXPECT_EQ(h->cpu.numa_nodes, 1U);
+    EXPECT_EQ(h->cpu.sockets_per_node, 2U);
+    EXPECT_EQ(h->cpu.cores_per_socket, 2U);
+    EXPECT_EQ(h->cpu.threads_per_core, 2U);
+    EXPECT_EQ(h->memory_bytes, 16 * kGiB);
+    EXPECT_EQ(h->vms_defined, 2U);
+    EXPECT_EQ(h->vms_active, 1U);  // db1
+    EXPECT_EQ(h->vcpus_allocated, 2U);
+    EXPECT_EQ(h->vcpus_free(), 6U);
+    EXPECT_EQ(h->memory_allocated_bytes, 2 * kGiB);
+    EXPECT_EQ(h->free_memory_bytes, 14 * kGiB);
+  } else {
+    EXPECT_EQ(h->hypervisor, "QEMU");
+    EXPECT_EQ(h->cpu.logical_cpus, static_cast<std::uint32_t>(sysconf(_SC_NPROCESSORS_ONLN)));
+    const auto phys =
+        static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
+    EXPECT_EQ(h->memory_bytes / kMiB, phys / kMiB);
+    EXPECT_GT(h->free_memory_bytes, 0U);
+    EXPECT_LE(h->free_memory_bytes, h->memory_bytes);
+  }
+  auto free_mem = hv_->free_memory_bytes();
+  ASSERT_TRUE(free_mem.ok()) << free_mem.status();
+  EXPECT_LE(*free_mem, h->memory_bytes);
+}
+
+TEST_F(Conformance, AllocationFollowsVmsStartingAndStopping) {
+  auto before = hv_->host_info();
+  ASSERT_TRUE(before.ok());
+  VmSpec spec = runnable("alloc");
+  define(spec);
+  ASSERT_OK(hv_->start_vm(VmRef::by_name(spec.name)));
+  auto during = hv_->host_info();
+  ASSERT_TRUE(during.ok());
+  EXPECT_EQ(during->vms_defined, before->vms_defined + 1);
+  EXPECT_EQ(during->vms_active, before->vms_active + 1);
+  EXPECT_EQ(during->vcpus_allocated, before->vcpus_allocated + 1);
+  EXPECT_EQ(during->memory_allocated_bytes, before->memory_allocated_bytes + 64 * kMiB);
+  ASSERT_OK(hv_->destroy_vm(VmRef::by_name(spec.name)));
+  auto after = hv_->host_info();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->vms_active, before->vms_active);
+  EXPECT_EQ(after->vcpus_allocated, before->vcpus_allocated);
+}
+
+TEST_F(Conformance, ProcessListIsThisMachines) {
+  auto procs = hv_->processes();
+  ASSERT_TRUE(procs.ok()) << procs.status();
+  EXPECT_TRUE(std::any_of(procs->begin(), procs->end(), [](const ProcessInfo& p) { return p.pid == getpid(); }));
+  if (!g_tier.simulated) {
+    EXPECT_TRUE(std::any_of(procs->begin(), procs->end(), [](const ProcessInfo& p) { return p.name == "libvirtd"; }));
+  }
+}
+
+TEST_F(Conformance, HostRebootIsRefusedUnlessEnabled) {
+  EXPECT_CODE(hv_->reboot_host(), StatusCode::kFailedPrecondition);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listing and lookup
+
+TEST_F(Conformance, ListFiltersByState) {
+  VmSpec a = runnable("list-a");
+  VmSpec b = runnable("list-b");
+  define(a);
+  define(b);
+  ASSERT_OK(hv_->start_vm(VmRef::by_name(a.name)));
+  const auto running = names({{VmState::kRunning}});
+  const auto off = names({{VmState::kShutOff}});
+  const auto all = names(VmFilter::all());
+  EXPECT_NE(std::find(running.begin(), running.end(), a.name), running.end());
+  EXPECT_EQ(std::find(running.begin(), running.end(), b.name), running.end());
+  EXPECT_NE(std::find(off.begin(), off.end(), b.name), off.end());
+  EXPECT_EQ(std::find(off.begin(), off.end(), a.name), off.end());
+  EXPECT_NE(std::find(all.begin(), all.end(), a.name), all.end());
+  EXPECT_NE(std::find(all.begin(), all.end(), b.name), all.end());
+  EXPECT_TRUE(std::is_sorted(all.begin(), all.end()));
+  if (g_tier.simulated) {
+    EXPECT_NE(std::find(running.begin(), running.end(), "db1"), running.end());
+    EXPECT_NE(std::find(off.begin(), off.end(), "batch1"), off.end());
+  }
+}
+
+TEST_F(Conformance, LookupByNameAndByUuidAgree) {
+  const VmInfo defined = define(runnable("lookup"));
+  auto by_name = hv_->get_vm(VmRef::by_name(defined.name));
+  auto by_uuid = hv_->get_vm(VmRef::by_uuid(defined.uuid));
+  ASSERT_TRUE(by_name.ok()) << by_name.status();
+  ASSERT_TRUE(by_uuid.ok()) << by_uuid.status();
+  EXPECT_EQ(definition(*by_name), definition(*by_uuid));
+  EXPECT_EQ(definition(*by_name), definition(defined));
+  auto parsed = hv_->get_vm(VmRef::parse(defined.uuid));
+  ASSERT_TRUE(parsed.ok());
+  EXPECT_EQ(parsed->name, defined.name);
+}
+
+TEST_F(Conformance, UnknownVmIsNotFoundForEveryVerb) {
+  const VmRef ghost = VmRef::by_name(prefix() + "ghost");
+  const VmRef ghost_uuid = VmRef::by_uuid("00000000-0000-4000-8000-00000000dead");
+  for (const VmRef& ref : {ghost, ghost_uuid}) {
+    EXPECT_CODE(hv_->get_vm(ref).status(), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->start_vm(ref), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->shutdown_vm(ref, {.timeout_ms = 100}).status(), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->destroy_vm(ref), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->reboot_vm(ref), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->reset_vm(ref), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->suspend_vm(ref), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->resume_vm(ref), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->set_autostart(ref, true), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->undefine_vm(ref), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->create_snapshot(ref).status(), StatusCode::kNotFound);
+    EXPECT_CODE(hv_->list_snapshots(ref).status(), StatusCode::kNotFound);
+  }
+  auto s = hv_->get_vm(ghost);
+  EXPECT_NE(s.status().message().find(ghost.value), std::string::npos) << s.status();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Define / undefine
+
+TEST_F(Conformance, DefineWritesEverythingTheSpecSays) {
+  VmSpec spec = runnable("define");
+  spec.uuid = "3f2504e0-4f89-41d3-9a0c-0305e82c3301";
+  spec.vcpus = 2;
+  spec.memory_bytes = 96 * kMiB;
+  spec.description = "web tier <blue> & \"green\" 'team'";
+  spec.nics.push_back({.source = "default", .mac = "52:54:00:aa:bb:01"});
+  const VmInfo vm = define(spec);
+  EXPECT_EQ(vm.name, spec.name);
+  EXPECT_EQ(vm.uuid, spec.uuid);
+  EXPECT_EQ(vm.state, VmState::kShutOff);
+  EXPECT_EQ(vm.vcpus, 2U);
+  EXPECT_EQ(vm.max_memory_bytes, 96 * kMiB);
+  EXPECT_TRUE(vm.persistent);
+  EXPECT_FALSE(vm.autostart);
+  EXPECT_EQ(vm.description, spec.description);
+  ASSERT_EQ(vm.disks.size(), 1U);
+  EXPECT_EQ(vm.disks[0].source, spec.disks[0].source_path);
+  EXPECT_EQ(vm.disks[0].target, "vda");
+  EXPECT_EQ(vm.disks[0].bus, "virtio");
+  EXPECT_EQ(vm.disks[0].format, "qcow2");
+  ASSERT_EQ(vm.nics.size(), 1U);
+  EXPECT_EQ(vm.nics[0].mac, "52:54:00:aa:bb:01");
+  EXPECT_EQ(vm.nics[0].type, "network");
+  EXPECT_EQ(vm.nics[0].source, "default");
+}
+
+TEST_F(Conformance, DefineWithAutostart) {
+  VmSpec spec = runnable("auto", false);
+  spec.autostart = true;
+  EXPECT_TRUE(define(spec).autostart);
+}
+
+TEST_F(Conformance, BadDefinesAreRefusedAndChangeNothing) {
+  const VmInfo existing = define(runnable("dup"));
+  const auto before = names(VmFilter::all());
+
+  VmSpec same_name{.name = existing.name, .memory_bytes = 128 * kMiB};
+  EXPECT_CODE(hv_->define_vm(same_name).status(), StatusCode::kAlreadyExists);
+  VmSpec same_uuid{.name = prefix() + "other", .uuid = existing.uuid, .memory_bytes = 64 * kMiB};
+  EXPECT_CODE(hv_->define_vm(same_uuid).status(), StatusCode::kAlreadyExists);
+  EXPECT_CODE(hv_->define_vm({.name = "has space", .memory_bytes = 64 * kMiB}).status(), StatusCode::kInvalidArgument);
+  EXPECT_CODE(hv_->define_vm({.name = "x<y>", .memory_bytes = 64 * kMiB}).status(), StatusCode::kInvalidArgument);
+  EXPECT_CODE(hv_->define_vm({.name = prefix() + "tiny", .memory_bytes = kMiB}).status(), StatusCode::kInvalidArgument);
+  EXPECT_CODE(hv_->define_vm({.name = prefix() + "nocpu", .vcpus = 0, .memory_bytes = 64 * kMiB}).status(),
+              StatusCode::kInvalidArgument);
+  VmSpec rel = runnable("rel", false);
+  rel.disks.push_back({.source_path = "disk.qcow2"});
+  EXPECT_CODE(hv_->define_vm(rel).status(), StatusCode::kInvalidArgument);
+
+  EXPECT_EQ(names(VmFilter::all()), before);
+  // The existing VM kept its definition.
+  auto again = hv_->get_vm(VmRef::by_name(existing.name));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(definition(*again), definition(existing));
+}
+
+TEST_F(Conformance, UndefineRemovesAShutOffVm) {
+  const VmInfo vm = define(runnable("undef"));
+  ASSERT_OK(hv_->undefine_vm(VmRef::by_name(vm.name)));
+  EXPECT_CODE(hv_->get_vm(VmRef::by_uuid(vm.uuid)).status(), StatusCode::kNotFound);
+}
+
+TEST_F(Conformance, UndefineOfAnActiveVmNeedsForce) {
+  const VmInfo vm = define(runnable("undef-active"));
+  ASSERT_OK(hv_->start_vm(VmRef::by_name(vm.name)));
+  EXPECT_CODE(hv_->undefine_vm(VmRef::by_name(vm.name)), StatusCode::kFailedPrecondition);
+  auto still = hv_->get_vm(VmRef::by_name(vm.name));
+  ASSERT_TRUE(still.ok());
+  EXPECT_EQ(still->state, VmState::kRunning);
+  EXPECT_TRUE(still->persistent);
+  ASSERT_OK(hv_->undefine_vm(VmRef::by_name(vm.name), {.force = true}));
+  EXPECT_CODE(hv_->get_vm(VmRef::by_name(vm.name)).status(), StatusCode::kNotFound);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle verbs
+
+TEST_F(Conformance, LifecycleVerbsMoveThroughTheStates) {
+  const VmInfo vm = define(runnable("life"));
+  const VmRef ref = VmRef::by_name(vm.name);
+  ASSERT_OK(hv_->start_vm(ref));
+  auto info = hv_->get_vm(ref);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, VmState::kRunning);
+  EXPECT_EQ(info->state_reason, "booted");
+  ASSERT_OK(hv_->suspend_vm(ref));
+  info = hv_->get_vm(ref);
+  EXPECT_EQ(info->state, VmState::kPaused);
+  EXPECT_EQ(info->state_reason, "user");
+  ASSERT_OK(hv_->resume_vm(ref));
+  info = hv_->get_vm(ref);
+  EXPECT_EQ(info->state, VmState::kRunning);
+  EXPECT_EQ(info->state_reason, "unpaused");
+  ASSERT_OK(hv_->reset_vm(ref));
+  EXPECT_EQ(state(vm.name), VmState::kRunning);
+  ASSERT_OK(hv_->reboot_vm(ref));
+  EXPECT_TRUE(is_active(state(vm.name)));
+  ASSERT_OK(hv_->destroy_vm(ref));
+  info = hv_->get_vm(ref);
+  EXPECT_EQ(info->state, VmState::kShutOff);
+  EXPECT_EQ(info->state_reason, "destroyed");
+}
+
+TEST_F(Conformance, VerbsInTheWrongStateAreFailedPreconditionAndChangeNothing) {
+  const VmInfo vm = define(runnable("wrong"));
+  const VmRef ref = VmRef::by_name(vm.name);
+  // Shut off.
+  EXPECT_CODE(hv_->suspend_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_CODE(hv_->resume_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_CODE(hv_->reboot_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_CODE(hv_->reset_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_CODE(hv_->destroy_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_CODE(hv_->shutdown_vm(ref, {.timeout_ms = 100}).status(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(state(vm.name), VmState::kShutOff);
+  // Running.
+  ASSERT_OK(hv_->start_vm(ref));
+  EXPECT_CODE(hv_->start_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_CODE(hv_->resume_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(state(vm.name), VmState::kRunning);
+  // Paused.
+  ASSERT_OK(hv_->suspend_vm(ref));
+  EXPECT_CODE(hv_->suspend_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_CODE(hv_->start_vm(ref), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(state(vm.name), VmState::kPaused);
+  auto msg = hv_->start_vm(ref);
+  EXPECT_NE(msg.message().find("paused"), std::string::npos) << msg;
+}
+
+TEST_F(Conformance, GracefulShutdownHonouredOrTimedOut) {
+  const VmInfo vm = define(runnable("shutdown"));
+  const VmRef ref = VmRef::by_name(vm.name);
+  ASSERT_OK(hv_->start_vm(ref));
+  if (g_tier.guest_honours_shutdown) {
+    auto out = hv_->shutdown_vm(ref, {.timeout_ms = 10'000});
+    ASSERT_TRUE(out.ok()) << out.status();
+    EXPECT_FALSE(out->forced);
+    auto info = hv_->get_vm(ref);
+    EXPECT_EQ(info->state, VmState::kShutOff);
+    EXPECT_EQ(info->state_reason, "shutdown");
+    return;
+  }
+  // No guest OS answers ACPI: without force the VM keeps running and the call says so.
+  auto timed_out = hv_->shutdown_vm(ref, {.timeout_ms = 1500});
+  EXPECT_CODE(timed_out.status(), StatusCode::kDeadlineExceeded);
+  EXPECT_TRUE(is_active(state(vm.name)));
+  auto forced = hv_->shutdown_vm(ref, {.timeout_ms = 1500, .force_off_after_timeout = true});
+  ASSERT_TRUE(forced.ok()) << forced.status();
+  EXPECT_TRUE(forced->forced);
+  EXPECT_GE(forced->waited_ms, 1500U);
+  auto info = hv_->get_vm(ref);
+  EXPECT_EQ(info->state, VmState::kShutOff);
+  EXPECT_EQ(info->state_reason, "destroyed");
+}
+
+TEST_F(Conformance, AutostartIsSetAndCleared) {
+  const VmInfo vm = define(runnable("autostart", false));
+  const VmRef ref = VmRef::by_name(vm.name);
+  ASSERT_OK(hv_->set_autostart(ref, true));
+  EXPECT_TRUE(hv_->get_vm(ref)->autostart);
+  ASSERT_OK(hv_->set_autostart(ref, false));
+  EXPECT_FALSE(hv_->get_vm(ref)->autostart);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots
+
+TEST_F(Conformance, SnapshotsCreateListRevertDelete) {
+  const VmInfo vm = define(runnable("snap"));
+  const VmRef ref = VmRef::by_name(vm.name);
+  auto s1 = hv_->create_snapshot(ref, {.name = "s1", .description = "first <one>"});
+  ASSERT_TRUE(s1.ok()) << s1.status();
+  EXPECT_EQ(s1->name, "s1");
+  EXPECT_EQ(s1->description, "first <one>");
+  EXPECT_EQ(s1->vm_state, VmState::kShutOff);
+  EXPECT_TRUE(s1->current);
+  EXPECT_CODE(hv_->create_snapshot(ref, {.name = "s1"}).status(), StatusCode::kAlreadyExists);
+
+  ASSERT_OK(hv_->set_autostart(ref, true));  // a change after s1, undone by the revert below
+  auto s2 = hv_->create_snapshot(ref, {.name = "s2"});
+  ASSERT_TRUE(s2.ok()) << s2.status();
+  EXPECT_EQ(s2->parent, "s1");
+
+  auto list = hv_->list_snapshots(ref);
+  ASSERT_TRUE(list.ok()) << list.status();
+  ASSERT_EQ(list->size(), 2U);
+  EXPECT_EQ((*list)[0].name, "s1");
+  EXPECT_FALSE((*list)[0].current);
+  EXPECT_EQ((*list)[1].name, "s2");
+  EXPECT_TRUE((*list)[1].current);
+
+  ASSERT_OK(hv_->revert_to_snapshot(ref, "s1"));
+  list = hv_->list_snapshots(ref);
+  ASSERT_TRUE(list.ok());
+  EXPECT_TRUE((*list)[0].current);
+  EXPECT_EQ(state(vm.name), VmState::kShutOff);
+
+  EXPECT_CODE(hv_->revert_to_snapshot(ref, "nope"), StatusCode::kNotFound);
+  EXPECT_CODE(hv_->delete_snapshot(ref, "nope"), StatusCode::kNotFound);
+  EXPECT_CODE(hv_->delete_snapshot(ref, "bad name"), StatusCode::kInvalidArgument);
+  ASSERT_OK(hv_->delete_snapshot(ref, "s2"));
+  list = hv_->list_snapshots(ref);
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1U);
+  EXPECT_EQ(list->front().name, "s1");
+  // A VM with snapshots can still be undefined: their metadata goes with it.
+  ASSERT_OK(hv_->undefine_vm(ref));
+}
+
+TEST_F(Conformance, SnapshotOfARunningVmRevertsToRunning) {
+  const VmInfo vm = define(runnable("snap-run"));
+  const VmRef ref = VmRef::by_name(vm.name);
+  ASSERT_OK(hv_->start_vm(ref));
+  auto s = hv_->create_snapshot(ref, {.name = "live"});
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->vm_state, VmState::kRunning);
+  ASSERT_OK(hv_->destroy_vm(ref));
+  ASSERT_OK(hv_->revert_to_snapshot(ref, "live"));
+  auto info = hv_->get_vm(ref);
+  ASSERT_TRUE(info.ok());
+  EXPECT_EQ(info->state, VmState::kRunning);
+  EXPECT_EQ(info->state_reason, "from-snapshot");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Lifecycle events
+
+class EventLog {
+ public:
+  void add(const VmEvent& e) {
+    {
+      const std::lock_guard lock(mutex_);
+      events_.push_back(e);
+    }
+    cv_.notify_all();
+  }
+  // Kinds seen for `vm`, once `count` of them have arrived or 30 s have passed.
+  std::vector<VmEventKind> wait_for(const std::string& vm, std::size_t count) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] { return kinds_locked(vm).size() >= count; });
+    return kinds_locked(vm);
+  }
+  std::vector<VmEventKind> kinds(const std::string& vm) {
+    const std::lock_guard lock(mutex_);
+    return kinds_locked(vm);
+  }
+
+ private:
+  std::vector<VmEventKind> kinds_locked(const std::string& vm) {
+    std::vector<VmEventKind> out;
+    for (const auto& e : events_) {
+      if (e.vm_name == vm) {
+        out.push_back(e.kind);
+      }
+    }
+    return out;
+  }
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<VmEvent> events_;
+};
+
+TEST_F(Conformance, LifecycleEventsArriveInOrder) {
+  EventLog log;
+  auto sub = hv_->subscribe_lifecycle([&log](const VmEvent& e) { log.add(e); });
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  const VmInfo vm = define(runnable("events"));
+  const VmRef ref = VmRef::by_name(vm.name);
+  ASSERT_OK(hv_->start_vm(ref));
+  ASSERT_OK(hv_->suspend_vm(ref));
+  ASSERT_OK(hv_->resume_vm(ref));
+  ASSERT_OK(hv_->destroy_vm(ref));
+  ASSERT_OK(hv_->undefine_vm(ref));
+  const std::vector<VmEventKind> expected = {VmEventKind::kDefined, VmEventKind::kStarted, VmEventKind::kSuspended,
+                                             VmEventKind::kResumed, VmEventKind::kStopped, VmEventKind::kUndefined};
+  EXPECT_EQ(log.wait_for(vm.name, expected.size()), expected);
+}
+
+// After its Subscription is destroyed a callback is never called again. Events are
+// delivered in order on one thread, so once a later subscription has seen a later event,
+// the first one would have seen any event meant for it.
+TEST_F(Conformance, DestroyedSubscriptionGetsNoMoreEvents) {
+  EventLog first;
+  auto sub1 = hv_->subscribe_lifecycle([&first](const VmEvent& e) { first.add(e); });
+  ASSERT_TRUE(sub1.ok()) << sub1.status();
+  const VmInfo a = define(runnable("ev-a", false));
+  ASSERT_EQ(first.wait_for(a.name, 1).size(), 1U);
+  sub1->reset();
+
+  ASSERT_OK(hv_->undefine_vm(VmRef::by_name(a.name)));
+  EventLog second;
+  auto sub2 = hv_->subscribe_lifecycle([&second](const VmEvent& e) { second.add(e); });
+  ASSERT_TRUE(sub2.ok());
+  const VmInfo b = define(runnable("ev-b", false));
+  ASSERT_EQ(second.wait_for(b.name, 1).size(), 1U);
+  EXPECT_EQ(first.kinds(a.name).size(), 1U);  // only the define seen before the reset
+  EXPECT_TRUE(first.kinds(b.name).empty());
+}
+
+}  // namespace
+}  // namespace cloudmgr
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  std::string tier = "test";
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.starts_with("--tier=")) {
+      tier = arg.substr(7);
+    }
+  }
+  using cloudmgr::g_tier;
+  g_tier.name = tier;
+  if (tier == "test") {
+    g_tier.uri = std::string("test://") + CLOUDMGR_TEST_DATA_DIR + "/hosts/node-small.xml";
+    g_tier.image_dir = "/var/lib/cloudmgr-test-images";
+  } else if (tier == "qemu") {
+    g_tier.uri = "qemu:///system";
+    g_tier.simulated = false;
+    g_tier.guest_honours_shutdown = false;
+    // A directory the QEMU process (user libvirt-qemu) can traverse.
+    g_tier.image_dir = "/var/lib/libvirt/images/cloudmgr-test-" + std::to_string(getpid());
+    std::filesystem::create_directories(g_tier.image_dir);
+    std::filesystem::permissions(g_tier.image_dir, std::filesystem::perms(0755));
+  } else {
+    std::fprintf(stderr, "unknown --tier=%s (use test or qemu)\n", tier.c_str());
+    return 2;
+  }
+  std::printf("conformance tier %s: %s\n", tier.c_str(), g_tier.uri.c_str());
+  const int rc = RUN_ALL_TESTS();
+  if (!g_tier.simulated) {
+    std::filesystem::remove_all(g_tier.image_dir);
+  }
+  return rc;
+}
