@@ -172,9 +172,15 @@ TEST_F(Conformance, HostInfoReportsCapacityAndAllocation) {
   } else {
     EXPECT_EQ(h->hypervisor, "QEMU");
     EXPECT_EQ(h->cpu.logical_cpus, static_cast<std::uint32_t>(sysconf(_SC_NPROCESSORS_ONLN)));
-    const auto phys =
-        static_cast<std::uint64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
-    EXPECT_EQ(h->memory_bytes / kMiB, phys / kMiB);
+    // libvirt counts the NUMA nodes' memory (/sys/devices/system/node), which on a VM with
+    // hot-plugged memory can be less than /proc/meminfo's MemTotal, and can grow.
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    std::uint64_t total_kib = 0;
+    meminfo >> key >> total_kib;
+    ASSERT_EQ(key, "MemTotal:");
+    EXPECT_GE(h->memory_bytes, 64 * kMiB);
+    EXPECT_LE(h->memory_bytes, total_kib * 1024);
     EXPECT_GT(h->free_memory_bytes, 0U);
     EXPECT_LE(h->free_memory_bytes, h->memory_bytes);
   }
@@ -519,6 +525,15 @@ class EventLog {
     cv_.wait_for(lock, std::chrono::seconds(30), [&] { return kinds_locked(vm).size() >= count; });
     return kinds_locked(vm);
   }
+  // Kinds seen for `vm` once one of kind `last` has arrived, or 30 s have passed.
+  std::vector<VmEventKind> wait_until(const std::string& vm, VmEventKind last) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, std::chrono::seconds(30), [&] {
+      const auto k = kinds_locked(vm);
+      return std::find(k.begin(), k.end(), last) != k.end();
+    });
+    return kinds_locked(vm);
+  }
   std::vector<VmEventKind> kinds(const std::string& vm) {
     const std::lock_guard lock(mutex_);
     return kinds_locked(vm);
@@ -552,7 +567,17 @@ TEST_F(Conformance, LifecycleEventsArriveInOrder) {
   ASSERT_OK(hv_->undefine_vm(ref));
   const std::vector<VmEventKind> expected = {VmEventKind::kDefined, VmEventKind::kStarted, VmEventKind::kSuspended,
                                              VmEventKind::kResumed, VmEventKind::kStopped, VmEventKind::kUndefined};
-  EXPECT_EQ(log.wait_for(vm.name, expected.size()), expected);
+  // Drivers may add events around these (QEMU sends "resumed" before "started" and
+  // "shutdown" before "stopped"); the expected ones arrive, in this order.
+  const std::vector<VmEventKind> got = log.wait_until(vm.name, VmEventKind::kUndefined);
+  std::size_t next = 0;
+  for (const VmEventKind k : got) {
+    if (next < expected.size() && k == expected[next]) {
+      ++next;
+    }
+  }
+  EXPECT_EQ(next, expected.size()) << "received " << got.size() << " events; matched " << next << " of "
+                                   << expected.size() << " in order";
 }
 
 // After its Subscription is destroyed a callback is never called again. Events are

@@ -1,9 +1,10 @@
 #include "driver/libvirt/domain_xml.h"
 
 #include <libxml/parser.h>
-#include <libxml/xpath.h>
 
 #include <algorithm>
+#include <initializer_list>
+#include <limits>
 #include <memory>
 #include <set>
 
@@ -12,60 +13,86 @@
 namespace cloudmgr::libvirt {
 namespace {
 
-// A parsed XML document with XPath helpers. libxml2 objects are freed on destruction.
-class XmlDoc {
- public:
-  static Result<XmlDoc> parse(std::string_view xml, std::string_view what) {
-    if (xml.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-      return invalid_argument_error(fmt::format("{} XML is too large", what));
-    }
-    xmlDocPtr doc = xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "libvirt.xml", nullptr,
-                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-    if (doc == nullptr) {
-      return internal_error(fmt::format("libvirt returned {} XML that does not parse", what));
-    }
-    return XmlDoc(doc);
+// A parsed XML document, walked directly (no XPath: compiling and evaluating XPath
+// expressions cost three times what libvirt itself spends producing the XML).
+using Doc = std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)>;
+
+Result<Doc> parse_xml(std::string_view xml, std::string_view what) {
+  if (xml.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    return invalid_argument_error(fmt::format("{} XML is too large", what));
   }
-
-  // The string value of an XPath expression ("string(...)", "count(...)" or a node set's first node).
-  std::string string(const std::string& expr, xmlNodePtr node = nullptr) const {
-    xmlXPathObjectPtr obj = eval(expr, node);
-    if (obj == nullptr) {
-      return {};
-    }
-    xmlChar* value = xmlXPathCastToString(obj);
-    std::string out = value != nullptr ? reinterpret_cast<const char*>(value) : "";  // NOLINT
-    xmlFree(value);
-    xmlXPathFreeObject(obj);
-    return out;
+  xmlDocPtr doc = xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "libvirt.xml", nullptr,
+                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+  if (doc == nullptr || xmlDocGetRootElement(doc) == nullptr) {
+    xmlFreeDoc(doc);
+    return internal_error(fmt::format("libvirt returned {} XML that does not parse", what));
   }
+  return Doc(doc, xmlFreeDoc);
+}
 
-  std::vector<xmlNodePtr> nodes(const std::string& expr) const {
-    std::vector<xmlNodePtr> out;
-    xmlXPathObjectPtr obj = eval(expr, nullptr);
-    if (obj != nullptr && obj->type == XPATH_NODESET && obj->nodesetval != nullptr) {
-      for (int i = 0; i < obj->nodesetval->nodeNr; ++i) {
-        out.push_back(obj->nodesetval->nodeTab[i]);
-      }
+bool named(xmlNodePtr node, const char* name) {
+  return node != nullptr && node->type == XML_ELEMENT_NODE &&
+         xmlStrEqual(node->name, reinterpret_cast<const xmlChar*>(name)) != 0;  // NOLINT
+}
+
+// Element children of `parent` called `name`.
+std::vector<xmlNodePtr> children(xmlNodePtr parent, const char* name) {
+  std::vector<xmlNodePtr> out;
+  for (xmlNodePtr c = parent != nullptr ? parent->children : nullptr; c != nullptr; c = c->next) {
+    if (named(c, name)) {
+      out.push_back(c);
     }
-    xmlXPathFreeObject(obj);
-    return out;
   }
+  return out;
+}
 
- private:
-  explicit XmlDoc(xmlDocPtr doc) : doc_(doc, xmlFreeDoc), ctx_(xmlXPathNewContext(doc), xmlXPathFreeContext) {}
-
-  xmlXPathObjectPtr eval(const std::string& expr, xmlNodePtr node) const {
-    if (!ctx_) {
-      return nullptr;
+xmlNodePtr child(xmlNodePtr parent, const char* name) {
+  for (xmlNodePtr c = parent != nullptr ? parent->children : nullptr; c != nullptr; c = c->next) {
+    if (named(c, name)) {
+      return c;
     }
-    ctx_->node = node != nullptr ? node : xmlDocGetRootElement(doc_.get());
-    return xmlXPathEvalExpression(reinterpret_cast<const xmlChar*>(expr.c_str()), ctx_.get());  // NOLINT
   }
+  return nullptr;
+}
 
-  std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)> doc_;
-  std::unique_ptr<xmlXPathContext, void (*)(xmlXPathContextPtr)> ctx_;
-};
+// Follows a path of element names from `node`.
+xmlNodePtr path(xmlNodePtr node, std::initializer_list<const char*> names) {
+  for (const char* n : names) {
+    node = child(node, n);
+  }
+  return node;
+}
+
+std::string text(xmlNodePtr node) {
+  if (node == nullptr) {
+    return {};
+  }
+  xmlChar* value = xmlNodeGetContent(node);
+  std::string out = value != nullptr ? reinterpret_cast<const char*>(value) : "";  // NOLINT
+  xmlFree(value);
+  return out;
+}
+
+std::string attr(xmlNodePtr node, const char* name) {
+  if (node == nullptr) {
+    return {};
+  }
+  xmlChar* value = xmlGetProp(node, reinterpret_cast<const xmlChar*>(name));  // NOLINT
+  std::string out = value != nullptr ? reinterpret_cast<const char*>(value) : "";  // NOLINT
+  xmlFree(value);
+  return out;
+}
+
+// The first non-empty attribute of `node` among `names`.
+std::string first_attr(xmlNodePtr node, std::initializer_list<const char*> names) {
+  for (const char* n : names) {
+    std::string v = attr(node, n);
+    if (!v.empty()) {
+      return v;
+    }
+  }
+  return {};
+}
 
 std::uint32_t to_u32(const std::string& text) {
   try {
@@ -114,8 +141,8 @@ std::string next_target(std::string_view prefix, const std::set<std::string>& us
   return std::string(prefix) + "zz";
 }
 
-// An inline helper used by the writer: attr="escaped".
-std::string attr(std::string_view name, std::string_view value) {
+// For the writer: ` name="escaped value"`.
+std::string xattr(std::string_view name, std::string_view value) {
   return fmt::format(" {}=\"{}\"", name, xml_escape(value));
 }
 
@@ -150,7 +177,7 @@ std::string xml_escape(std::string_view text) {
 
 std::string domain_xml(const VmSpec& spec, const DomainFlavor& flavor) {
   std::string x;
-  x += fmt::format("<domain{}>\n", attr("type", flavor.domain_type));
+  x += fmt::format("<domain{}>\n", xattr("type", flavor.domain_type));
   x += fmt::format("  <name>{}</name>\n", xml_escape(spec.name));
   if (!spec.uuid.empty()) {
     x += fmt::format("  <uuid>{}</uuid>\n", xml_escape(spec.uuid));
@@ -165,14 +192,14 @@ std::string domain_xml(const VmSpec& spec, const DomainFlavor& flavor) {
   x += "  <os>\n    <type";
   const std::string& arch = spec.arch.empty() ? flavor.arch : spec.arch;
   if (!arch.empty()) {
-    x += attr("arch", arch);
+    x += xattr("arch", arch);
   }
   if (!spec.machine.empty()) {
-    x += attr("machine", spec.machine);
+    x += xattr("machine", spec.machine);
   }
   x += ">hvm</type>\n";
   for (const std::string& dev : spec.boot_devices) {
-    x += fmt::format("    <boot{}/>\n", attr("dev", dev));
+    x += fmt::format("    <boot{}/>\n", xattr("dev", dev));
   }
   x += "  </os>\n";
   if (flavor.acpi) {
@@ -189,24 +216,24 @@ std::string domain_xml(const VmSpec& spec, const DomainFlavor& flavor) {
   for (const DiskSpec& d : spec.disks) {
     const std::string target = d.target.empty() ? next_target(disk_prefix(d.bus), used) : d.target;
     used.insert(target);
-    x += fmt::format("    <disk type=\"file\"{}>\n", attr("device", to_string(d.device)));
-    x += fmt::format("      <driver name=\"qemu\"{}/>\n", attr("type", d.format));
+    x += fmt::format("    <disk type=\"file\"{}>\n", xattr("device", to_string(d.device)));
+    x += fmt::format("      <driver name=\"qemu\"{}/>\n", xattr("type", d.format));
     if (!d.source_path.empty()) {
-      x += fmt::format("      <source{}/>\n", attr("file", d.source_path));
+      x += fmt::format("      <source{}/>\n", xattr("file", d.source_path));
     }
-    x += fmt::format("      <target{}{}/>\n", attr("dev", target), attr("bus", to_string(d.bus)));
+    x += fmt::format("      <target{}{}/>\n", xattr("dev", target), xattr("bus", to_string(d.bus)));
     if (d.read_only || d.device == DiskDevice::kCdrom) {
       x += "      <readonly/>\n";
     }
     x += "    </disk>\n";
   }
   for (const NicSpec& n : spec.nics) {
-    x += fmt::format("    <interface{}>\n", attr("type", to_string(n.type)));
-    x += fmt::format("      <source{}/>\n", attr(n.type == NicType::kBridge ? "bridge" : "network", n.source));
+    x += fmt::format("    <interface{}>\n", xattr("type", to_string(n.type)));
+    x += fmt::format("      <source{}/>\n", xattr(n.type == NicType::kBridge ? "bridge" : "network", n.source));
     if (!n.mac.empty()) {
-      x += fmt::format("      <mac{}/>\n", attr("address", n.mac));
+      x += fmt::format("      <mac{}/>\n", xattr("address", n.mac));
     }
-    x += fmt::format("      <model{}/>\n", attr("type", n.model));
+    x += fmt::format("      <model{}/>\n", xattr("type", n.model));
     x += "    </interface>\n";
   }
   x += "  </devices>\n</domain>\n";
@@ -214,30 +241,33 @@ std::string domain_xml(const VmSpec& spec, const DomainFlavor& flavor) {
 }
 
 Status parse_domain_xml(std::string_view xml, VmInfo& vm) {
-  auto doc = XmlDoc::parse(xml, "domain");
+  auto doc = parse_xml(xml, "domain");
   if (!doc.ok()) {
     return doc.status();
   }
-  vm.description = doc->string("string(/domain/description)");
-  vm.max_vcpus = to_u32(doc->string("string(/domain/vcpu)"));
+  xmlNodePtr root = xmlDocGetRootElement(doc->get());
+  vm.description = text(child(root, "description"));
+  vm.max_vcpus = to_u32(text(child(root, "vcpu")));
   vm.disks.clear();
-  for (xmlNodePtr disk : doc->nodes("/domain/devices/disk")) {
+  vm.nics.clear();
+  xmlNodePtr devices = child(root, "devices");
+  for (xmlNodePtr disk : children(devices, "disk")) {
     DiskInfo d;
-    d.device = doc->string("string(@device)", disk);
-    d.target = doc->string("string(target/@dev)", disk);
-    d.bus = doc->string("string(target/@bus)", disk);
-    d.format = doc->string("string(driver/@type)", disk);
-    d.source = doc->string("string(source/@file | source/@dev | source/@name)", disk);
-    d.read_only = doc->string("count(readonly)", disk) != "0";
+    d.device = attr(disk, "device");
+    xmlNodePtr target = child(disk, "target");
+    d.target = attr(target, "dev");
+    d.bus = attr(target, "bus");
+    d.format = attr(child(disk, "driver"), "type");
+    d.source = first_attr(child(disk, "source"), {"file", "dev", "name"});
+    d.read_only = child(disk, "readonly") != nullptr;
     vm.disks.push_back(std::move(d));
   }
-  vm.nics.clear();
-  for (xmlNodePtr nic : doc->nodes("/domain/devices/interface")) {
+  for (xmlNodePtr nic : children(devices, "interface")) {
     NicInfo n;
-    n.type = doc->string("string(@type)", nic);
-    n.mac = doc->string("string(mac/@address)", nic);
-    n.source = doc->string("string(source/@network | source/@bridge | source/@dev)", nic);
-    n.model = doc->string("string(model/@type)", nic);
+    n.type = attr(nic, "type");
+    n.mac = attr(child(nic, "mac"), "address");
+    n.source = first_attr(child(nic, "source"), {"network", "bridge", "dev"});
+    n.model = attr(child(nic, "model"), "type");
     vm.nics.push_back(std::move(n));
   }
   return {};
@@ -256,15 +286,16 @@ std::string snapshot_xml(const SnapshotSpec& spec) {
 }
 
 Status parse_snapshot_xml(std::string_view xml, SnapshotInfo& snapshot) {
-  auto doc = XmlDoc::parse(xml, "snapshot");
+  auto doc = parse_xml(xml, "snapshot");
   if (!doc.ok()) {
     return doc.status();
   }
-  snapshot.name = doc->string("string(/domainsnapshot/name)");
-  snapshot.description = doc->string("string(/domainsnapshot/description)");
-  snapshot.parent = doc->string("string(/domainsnapshot/parent/name)");
-  snapshot.creation_time_ns = to_i64(doc->string("string(/domainsnapshot/creationTime)")) * 1'000'000'000LL;
-  const std::string state = doc->string("string(/domainsnapshot/state)");
+  xmlNodePtr root = xmlDocGetRootElement(doc->get());
+  snapshot.name = text(child(root, "name"));
+  snapshot.description = text(child(root, "description"));
+  snapshot.parent = text(path(root, {"parent", "name"}));
+  snapshot.creation_time_ns = to_i64(text(child(root, "creationTime"))) * 1'000'000'000LL;
+  const std::string state = text(child(root, "state"));
   // libvirt's snapshot state words: running, blocked, paused, shutdown, shutoff, crashed,
   // pmsuspended, disk-snapshot.
   if (state == "running" || state == "blocked") {
@@ -289,20 +320,25 @@ Status parse_snapshot_xml(std::string_view xml, SnapshotInfo& snapshot) {
 }
 
 Status parse_capabilities_xml(std::string_view xml, HostCapabilities& caps) {
-  auto doc = XmlDoc::parse(xml, "capabilities");
+  auto doc = parse_xml(xml, "capabilities");
   if (!doc.ok()) {
     return doc.status();
   }
-  caps.arch = doc->string("string(/capabilities/host/cpu/arch)");
-  caps.cpu_model = doc->string("string(/capabilities/host/cpu/model)");
+  xmlNodePtr root = xmlDocGetRootElement(doc->get());
+  caps.arch = text(path(root, {"host", "cpu", "arch"}));
+  caps.cpu_model = text(path(root, {"host", "cpu", "model"}));
   caps.domain_types.clear();
-  const std::string guest =
-      fmt::format("/capabilities/guest[os_type='hvm' and arch/@name='{}']/arch/domain", caps.arch);
-  for (xmlNodePtr node : doc->nodes(guest)) {
-    std::string type = doc->string("string(@type)", node);
-    if (!type.empty() &&
-        std::find(caps.domain_types.begin(), caps.domain_types.end(), type) == caps.domain_types.end()) {
-      caps.domain_types.push_back(std::move(type));
+  for (xmlNodePtr guest : children(root, "guest")) {
+    xmlNodePtr arch = child(guest, "arch");
+    if (text(child(guest, "os_type")) != "hvm" || attr(arch, "name") != caps.arch) {
+      continue;
+    }
+    for (xmlNodePtr domain : children(arch, "domain")) {
+      std::string type = attr(domain, "type");
+      if (!type.empty() &&
+          std::find(caps.domain_types.begin(), caps.domain_types.end(), type) == caps.domain_types.end()) {
+        caps.domain_types.push_back(std::move(type));
+      }
     }
   }
   // Prefer hardware acceleration when the host offers it.

@@ -304,8 +304,12 @@ class LibvirtDriver final : public spi::HypervisorDriver {
     info.cpu.cores_per_socket = node.cores;
     info.cpu.threads_per_core = node.threads;
     info.memory_bytes = static_cast<std::uint64_t>(node.memory) * 1024U;
-    CLOUDMGR_ASSIGN_OR_RETURN(info.free_memory_bytes, free_memory_bytes());
     CLOUDMGR_ASSIGN_OR_RETURN(const Allocation used, allocation());
+    if (simulated_) {
+      info.free_memory_bytes = info.memory_bytes > used.memory_bytes ? info.memory_bytes - used.memory_bytes : 0;
+    } else {
+      CLOUDMGR_ASSIGN_OR_RETURN(info.free_memory_bytes, free_memory_bytes());
+    }
     info.vms_defined = used.defined;
     info.vms_active = used.active;
     info.vcpus_allocated = used.vcpus;
