@@ -130,7 +130,7 @@ void BM_HostInfo_BareLibvirt(benchmark::State& state) {
     virNodeInfo node{};
     virNodeGetInfo(c, &node);
     char* host = virConnectGetHostname(c);
-    free(host);  // NOLINT(cppcoreguidelines-no-malloc)
+    free(host);                 // NOLINT(cppcoreguidelines-no-malloc)
     unsigned long version = 0;  // NOLINT(google-runtime-int)
     virConnectGetVersion(c, &version);
     benchmark::DoNotOptimize(virConnectGetType(c));

@@ -77,7 +77,7 @@ std::string attr(xmlNodePtr node, const char* name) {
   if (node == nullptr) {
     return {};
   }
-  xmlChar* value = xmlGetProp(node, reinterpret_cast<const xmlChar*>(name));  // NOLINT
+  xmlChar* value = xmlGetProp(node, reinterpret_cast<const xmlChar*>(name));       // NOLINT
   std::string out = value != nullptr ? reinterpret_cast<const char*>(value) : "";  // NOLINT
   xmlFree(value);
   return out;
