@@ -217,6 +217,22 @@ TEST_F(Conformance, ProcessListIsThisMachines) {
   }
 }
 
+// A remote URI (libvirt's RPC client over a transport) reaches the same hypervisor.
+TEST_F(Conformance, RemoteUriReachesTheSameHypervisor) {
+  if (g_tier.simulated) {
+    GTEST_SKIP() << "the test driver is in process; the QEMU tier checks remote URIs";
+  }
+  auto remote = Hypervisor::open({.uri = "qemu+unix:///system", .host_id = "remote"});
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  const VmInfo vm = define(runnable("remote", false));
+  auto seen = (*remote)->get_vm(VmRef::by_uuid(vm.uuid));
+  ASSERT_TRUE(seen.ok()) << seen.status();
+  EXPECT_EQ(seen->name, vm.name);
+  auto host = (*remote)->host_info();
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_EQ(host->hypervisor, "QEMU");
+}
+
 TEST_F(Conformance, HostRebootIsRefusedUnlessEnabled) {
   EXPECT_CODE(hv_->reboot_host(), StatusCode::kFailedPrecondition);
 }
