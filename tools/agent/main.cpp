@@ -1,26 +1,34 @@
 // cloudmgr-agent: the per-host hypervisor manager.
 //
-// This version opens its hypervisor, reports the host it manages and logs every VM
-// lifecycle event until SIGINT/SIGTERM. Publishing state and executing commands over DDS
-// arrive with the transport.
+// Settings come from a JSON config file (--config) and flags; a flag wins over the file.
+//   {
+//     "host_id": "node1", "uri": "qemu:///system", "groups": ["web"],
+//     "state_dir": "/var/lib/cloudmgr", "domain_id": 0,
+//     "interfaces": ["127.0.0.1"], "shared_memory": true, "discovery": "multicast",
+//     "initial_peers": [], "lease_ms": 6000, "announce_ms": 1000, "refresh_ms": 5000,
+//     "allow_host_reboot": false, "reboot_command": ["/usr/bin/systemctl", "reboot"]
+//   }
+// Runs until SIGINT/SIGTERM, then leaves cleanly (managers see the host go at once).
 #include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <string>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cloudmgr/cloudmgr.h"
 
 namespace {
 
-std::mutex g_out_mutex;
-
 void log_line(const std::string& line) {
-  const std::lock_guard lock(g_out_mutex);
+  static std::mutex mutex;
+  const std::lock_guard lock(mutex);
   std::time_t now = std::time(nullptr);
   char stamp[32];
   std::tm tm{};
@@ -30,55 +38,121 @@ void log_line(const std::string& line) {
   std::fflush(stdout);
 }
 
+// Applies the config file to `o`; every key optional. kInvalidArgument naming the key.
+cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o) {
+  std::ifstream in(path);
+  if (!in) {
+    return cloudmgr::invalid_argument_error(fmt::format("cannot read the config file '{}'", path));
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  if (!j.is_object()) {
+    return cloudmgr::invalid_argument_error(fmt::format("config file '{}' is not a JSON object", path));
+  }
+  static const std::set<std::string> kKeys = {"host_id",     "uri",           "groups",        "state_dir",
+                                              "domain_id",   "interfaces",    "shared_memory", "discovery",
+                                              "initial_peers", "lease_ms",    "announce_ms",   "refresh_ms",
+                                              "allow_host_reboot", "reboot_command"};
+  try {
+    for (const auto& [key, value] : j.items()) {
+      if (!kKeys.contains(key)) {
+        return cloudmgr::invalid_argument_error(fmt::format("config file '{}': unknown key '{}'", path, key));
+      }
+    }
+    if (j.contains("host_id")) o.hypervisor.host_id = j["host_id"].get<std::string>();
+    if (j.contains("uri")) o.hypervisor.uri = j["uri"].get<std::string>();
+    if (j.contains("groups")) o.groups = j["groups"].get<std::vector<std::string>>();
+    if (j.contains("state_dir")) o.state_dir = j["state_dir"].get<std::string>();
+    if (j.contains("domain_id")) o.transport.domain_id = j["domain_id"].get<std::uint32_t>();
+    if (j.contains("interfaces")) o.transport.interfaces = j["interfaces"].get<std::vector<std::string>>();
+    if (j.contains("shared_memory")) o.transport.shared_memory = j["shared_memory"].get<bool>();
+    if (j.contains("initial_peers")) o.transport.initial_peers = j["initial_peers"].get<std::vector<std::string>>();
+    if (j.contains("discovery")) {
+      const auto d = j["discovery"].get<std::string>();
+      if (d != "multicast" && d != "star") {
+        return cloudmgr::invalid_argument_error(
+            fmt::format("config file '{}': discovery '{}' is not \"multicast\" or \"star\"", path, d));
+      }
+      o.transport.discovery = d == "star" ? cloudmgr::spi::TransportConfig::Discovery::kStar
+                                          : cloudmgr::spi::TransportConfig::Discovery::kMulticast;
+    }
+    if (j.contains("lease_ms")) o.transport.agent_lease_ms = j["lease_ms"].get<std::uint32_t>();
+    if (j.contains("announce_ms")) o.transport.announce_period_ms = j["announce_ms"].get<std::uint32_t>();
+    if (j.contains("refresh_ms")) o.refresh_ms = j["refresh_ms"].get<std::uint32_t>();
+    if (j.contains("allow_host_reboot")) o.hypervisor.reboot.enabled = j["allow_host_reboot"].get<bool>();
+    if (j.contains("reboot_command")) o.hypervisor.reboot.command = j["reboot_command"].get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception& e) {
+    return cloudmgr::invalid_argument_error(fmt::format("config file '{}': {}", path, e.what()));
+  }
+  return {};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"cloudmgr-agent: manages one hypervisor host for libcloudmgr"};
-  cloudmgr::HypervisorOptions options;
-  options.uri.clear();
-  app.add_option("--uri", options.uri, "libvirt URI of this host's hypervisor, e.g. qemu:///system")->required();
-  app.add_option("--host-id", options.host_id, "this host's cloud-wide id (default: its hostname)");
-  app.add_flag("--allow-host-reboot", options.reboot.enabled, "allow managers to reboot this host");
+  std::string config;
+  std::string host_id, uri, state_dir, transport_kind;
+  std::vector<std::string> groups;
+  std::optional<std::uint32_t> domain_id;
+  bool allow_reboot = false;
+  app.add_option("--config", config, "JSON config file (flags override it)");
+  app.add_option("--host-id", host_id, "this host's cloud-wide id");
+  app.add_option("--uri", uri, "libvirt URI of this host's hypervisor, e.g. qemu:///system");
+  app.add_option("--group", groups, "a group this host starts in (repeatable; persisted groups win)");
+  app.add_option("--state-dir", state_dir, "directory for groups and the command journal");
+  app.add_option("--domain", domain_id, "DDS domain id");
+  app.add_option("--transport", transport_kind, "dds (default) or inproc");
+  app.add_flag("--allow-host-reboot", allow_reboot, "allow managers to reboot this host");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
 
-  // Block the stop signals in every thread (the event loop thread inherits the mask), then
-  // wait for them here.
+  cloudmgr::AgentOptions o;
+  o.hypervisor.uri.clear();
+  if (!config.empty()) {
+    if (auto s = load_config(config, o); !s.ok()) {
+      std::fprintf(stderr, "cloudmgr-agent: %s\n", s.to_string().c_str());
+      return 2;
+    }
+  }
+  if (!host_id.empty()) o.hypervisor.host_id = host_id;
+  if (!uri.empty()) o.hypervisor.uri = uri;
+  if (!groups.empty()) o.groups = groups;
+  if (!state_dir.empty()) o.state_dir = state_dir;
+  if (domain_id) o.transport.domain_id = *domain_id;
+  if (!transport_kind.empty()) o.transport.kind = transport_kind;
+  if (allow_reboot) o.hypervisor.reboot.enabled = true;
+  if (o.hypervisor.uri.empty() || o.hypervisor.host_id.empty() || o.state_dir.empty()) {
+    std::fprintf(stderr, "cloudmgr-agent: --uri, --host-id and --state-dir (or the config file) are required\n");
+    return 2;
+  }
+
+  // Block the stop signals in every thread (threads inherit the mask), then wait for them.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-  auto hv = cloudmgr::Hypervisor::open(options);
-  if (!hv.ok()) {
-    std::fprintf(stderr, "cloudmgr-agent: %s\n", hv.status().to_string().c_str());
+  auto agent = cloudmgr::Agent::start(o);
+  if (!agent.ok()) {
+    std::fprintf(stderr, "cloudmgr-agent: %s\n", agent.status().to_string().c_str());
     return 1;
   }
-  auto host = (*hv)->host_info();
-  if (!host.ok()) {
-    std::fprintf(stderr, "cloudmgr-agent: %s\n", host.status().to_string().c_str());
-    return 1;
+  std::string group_list;
+  for (const auto& g : (*agent)->groups()) {
+    group_list += (group_list.empty() ? "" : ",") + g;
   }
-  log_line(fmt::format("agent {} started: host {} ({} {}), {} CPUs, {} memory, {} VM(s) ({} active)",
-                       cloudmgr::version(), host->id, host->hypervisor, host->hypervisor_version,
-                       host->cpu.logical_cpus, cloudmgr::format_bytes(host->memory_bytes), host->vms_defined,
-                       host->vms_active));
-  auto sub = (*hv)->subscribe_lifecycle([](const cloudmgr::VmEvent& e) {
-    log_line(fmt::format("event vm={} uuid={} kind={} detail={}", e.vm_name, e.vm_uuid, cloudmgr::to_string(e.kind),
-                         e.detail));
-  });
-  if (!sub.ok()) {
-    std::fprintf(stderr, "cloudmgr-agent: %s\n", sub.status().to_string().c_str());
-    return 1;
-  }
+  log_line(fmt::format("agent {} started: host {} on {} (domain {}, groups [{}])", cloudmgr::version(),
+                       (*agent)->host_id(), o.hypervisor.uri, o.transport.domain_id, group_list));
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  log_line(fmt::format("agent stopping on signal {}", sig));
-  sub->reset();
-  hv->reset();
+  log_line(fmt::format("agent stopping on signal {} after {} command(s)", sig, (*agent)->commands_executed()));
+  agent->reset();
+  log_line("agent stopped");
   return 0;
 }

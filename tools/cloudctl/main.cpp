@@ -1,16 +1,20 @@
-// cloudctl: the command line of libcloudmgr.
+// cloudctl: the command line of libcloudmgr. A thin frontend over cloudmgr::Manager:
+// every behaviour lives in the library.
 //
-// This version drives one hypervisor directly (--connect URI), through the same typed
-// library API the agent uses. Cloud-wide commands (hosts, groups) come with the Manager.
+// Exit codes: 0 every host succeeded; 1 a host failed or the request was refused;
+// 2 usage error; 3 a host did not reply (takes precedence over 1).
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <iostream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -21,171 +25,407 @@
 namespace {
 
 using namespace cloudmgr;  // NOLINT(google-build-using-namespace): a tool's main file
+using std::chrono::milliseconds;
 using tools::Table;
 
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitNoReply = 3;
+
 struct Options {
-  std::string uri;
+  std::uint32_t domain = 0;
+  std::string transport = "dds";
   bool json = false;
+  double timeout_s = 10;
+  double discovery_s = 3;
 };
 
 int fail(const Status& status) {
   std::fprintf(stderr, "cloudctl: %s\n", status.to_string().c_str());
-  return 1;
-}
-
-Result<std::unique_ptr<Hypervisor>> connect(const Options& o) {
-  std::string uri = o.uri;
-  if (uri.empty()) {
-    // NOLINTNEXTLINE(concurrency-mt-unsafe): read before any thread starts
-    if (const char* env = std::getenv("CLOUDMGR_CONNECT")) {
-      uri = env;
-    }
-  }
-  if (uri.empty()) {
-    return invalid_argument_error(
-        "no hypervisor given: pass --connect URI (e.g. qemu:///system or test:///default) or set CLOUDMGR_CONNECT");
-  }
-  return Hypervisor::open({.uri = uri});
+  return kExitFailed;
 }
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
 
+// A Manager that has heard from the cloud: it waits for `host` (when given) or for the
+// set of hosts to stop growing, bounded by the discovery time.
+class Session {
+ public:
+  explicit Session(const Options& o) : o_(o) {}
+
+  Status open(const std::optional<std::string>& host = std::nullopt,
+              const std::optional<std::string>& group = std::nullopt) {
+    spi::TransportConfig t;
+    t.kind = o_.transport;
+    t.domain_id = o_.domain;
+    auto opened = Manager::open({.transport = t, .name = fmt::format("cloudctl-{}", getpid())});
+    if (!opened.ok()) {
+      return opened.status();
+    }
+    m_ = std::move(*opened);
+    const auto budget = milliseconds(static_cast<std::int64_t>(o_.discovery_s * 1000));
+    if (host) {
+      if (!m_->wait_until([&](const Manager& m) { return m.host(*host).has_value(); }, budget).ok()) {
+        return not_found_error(fmt::format("host '{}' is not online (waited {:.1f} s for it)", *host, o_.discovery_s));
+      }
+    }
+    if (group) {
+      (void)m_->wait_until([&](const Manager& m) { return m.groups().contains(*group); }, budget);
+    }
+    // Let the rest of the cloud arrive: stop once no new host appeared for a while.
+    const auto end = std::chrono::steady_clock::now() + budget;
+    std::size_t seen = m_->hosts().size();
+    while (std::chrono::steady_clock::now() < end) {
+      const auto settle = seen == 0 ? milliseconds(1000) : milliseconds(400);
+      const Status s = m_->wait_until([seen](const Manager& m) { return m.hosts().size() > seen; },
+                                      std::min(settle, std::chrono::duration_cast<milliseconds>(
+                                                           end - std::chrono::steady_clock::now())));
+      if (!s.ok()) {
+        if (seen > 0) {
+          break;
+        }
+        continue;
+      }
+      seen = m_->hosts().size();
+    }
+    return {};
+  }
+
+  Manager& m() { return *m_; }
+
+ private:
+  const Options& o_;
+  std::unique_ptr<Manager> m_;
+};
+
 std::string cpu_seconds(std::uint64_t ns) { return fmt::format("{:.1f}s", static_cast<double>(ns) / 1e9); }
 
-int host_show(const Options& o) {
-  auto hv = connect(o);
-  if (!hv.ok()) {
-    return fail(hv.status());
-  }
-  auto h = (*hv)->host_info();
-  if (!h.ok()) {
-    return fail(h.status());
-  }
-  if (o.json) {
-    print_json(tools::to_json(*h));
-    return 0;
-  }
-  std::printf("Host:         %s (%s)\n", h->id.c_str(), h->hostname.c_str());
-  std::printf("Hypervisor:   %s %s at %s\n", h->hypervisor.c_str(), h->hypervisor_version.c_str(), h->uri.c_str());
-  std::printf("CPU:          %u x %s @ %u MHz (%u node(s), %u socket(s)/node, %u core(s)/socket, %u thread(s)/core)\n",
-              h->cpu.logical_cpus, h->cpu.model.c_str(), h->cpu.mhz, h->cpu.numa_nodes, h->cpu.sockets_per_node,
-              h->cpu.cores_per_socket, h->cpu.threads_per_core);
-  std::printf("Memory:       %s total, %s free\n", format_bytes(h->memory_bytes).c_str(),
-              format_bytes(h->free_memory_bytes).c_str());
-  std::printf("Allocated:    %u vCPUs, %s to %u active VM(s); %u VM(s) defined\n", h->vcpus_allocated,
-              format_bytes(h->memory_allocated_bytes).c_str(), h->vms_active, h->vms_defined);
-  return 0;
+std::string ago(std::int64_t ns) {
+  const double s = static_cast<double>(now_ns() - ns) / 1e9;
+  return s < 0 ? "now" : fmt::format("{:.1f}s ago", s);
 }
 
-int host_ps(const Options& o, const std::string& sort, std::size_t limit) {
-  auto procs = list_processes();
-  if (!procs.ok()) {
-    return fail(procs.status());
+std::string join(const std::vector<std::string>& v, const char* sep = ",") {
+  std::string out;
+  for (const auto& s : v) {
+    out += (out.empty() ? "" : sep) + s;
   }
-  auto& list = *procs;
-  if (sort == "cpu") {
-    std::sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.cpu_time_ns > b.cpu_time_ns; });
-  } else if (sort == "mem") {
-    std::sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.rss_bytes > b.rss_bytes; });
+  return out;
+}
+
+// Runs a command and prints its per-host results; returns the exit code.
+int run(Session& s, const Options& o, const Target& target, const std::string& verb, const Arguments& args,
+        const std::function<void(const HostResult&)>& on_ok = {}) {
+  const bool tty = isatty(STDERR_FILENO) != 0 && !o.json;
+  ExecuteOptions eo;
+  eo.timeout = milliseconds(static_cast<std::int64_t>(o.timeout_s * 1000));
+  if (tty) {
+    eo.on_progress = [](const HostResult& h, std::size_t done, std::size_t expected) {
+      std::fprintf(stderr, "\r\033[K[%zu/%zu] %s %s", done, expected, h.host_id.c_str(),
+                   std::string(to_string(h.outcome)).c_str());
+    };
   }
-  if (limit > 0 && list.size() > limit) {
-    list.resize(limit);
+  auto r = s.m().execute(target, verb, args, eo);
+  if (tty) {
+    std::fprintf(stderr, "\r\033[K");
+  }
+  if (!r.ok()) {
+    return fail(r.status());
   }
   if (o.json) {
     nlohmann::json j = nlohmann::json::array();
+    for (const auto& h : r->hosts) {
+      j.push_back({{"host", h.host_id},
+                   {"outcome", to_string(h.outcome)},
+                   {"code", status_code_name(h.status.code())},
+                   {"message", h.status.message()},
+                   {"latency_ns", h.latency_ns}});
+    }
+    print_json({{"command_id", r->command_id}, {"verb", verb}, {"target", target.partition()}, {"hosts", j}});
+  } else if (!on_ok || r->hosts.size() != 1 || r->hosts[0].outcome != HostResult::Outcome::kOk) {
+    Table t({"HOST", "RESULT", "TIME", "MESSAGE"});
+    for (const auto& h : r->hosts) {
+      t.add({h.host_id,
+             h.outcome == HostResult::Outcome::kError ? std::string(status_code_name(h.status.code()))
+                                                      : std::string(to_string(h.outcome)),
+             h.latency_ns > 0 ? fmt::format("{:.1f}ms", static_cast<double>(h.latency_ns) / 1e6) : "",
+             h.status.message()});
+    }
+    t.print();
+  }
+  if (on_ok) {
+    for (const auto& h : r->hosts) {
+      if (h.outcome == HostResult::Outcome::kOk) {
+        on_ok(h);
+      }
+    }
+  }
+  if (r->count(HostResult::Outcome::kNoReply) > 0) {
+    return kExitNoReply;
+  }
+  return r->count(HostResult::Outcome::kError) > 0 ? kExitFailed : kExitOk;
+}
+
+// The host a VM lives on, when the user did not say.
+Result<std::string> host_of_vm(Manager& m, const std::string& vm) {
+  std::vector<std::string> hosts;
+  for (const auto& v : m.vms()) {
+    if (v.vm.name == vm || v.vm.uuid == vm) {
+      hosts.push_back(v.host_id);
+    }
+  }
+  if (hosts.empty()) {
+    return not_found_error(fmt::format("no online host has a VM '{}'", vm));
+  }
+  if (hosts.size() > 1) {
+    return invalid_argument_error(
+        fmt::format("VM '{}' exists on hosts {}; choose one with --host", vm, join(hosts, ", ")));
+  }
+  return hosts.front();
+}
+
+int cmd_hosts(const Options& o) {
+  Session s(o);
+  if (Status st = s.open(); !st.ok()) {
+    return fail(st);
+  }
+  const auto hosts = s.m().hosts();
+  if (o.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& h : hosts) {
+      auto e = tools::to_json(h.view.info);
+      e["groups"] = h.view.groups;
+      e["state"] = "online";
+      e["last_seen_ns"] = h.last_seen_ns;
+      e["agent_version"] = h.view.agent_version;
+      j.push_back(e);
+    }
+    print_json(j);
+    return kExitOk;
+  }
+  Table t({"HOST", "STATE", "HYPERVISOR", "CPUS", "VCPUS USED", "MEMORY", "MEM USED", "VMS", "GROUPS", "LAST SEEN"});
+  for (const auto& h : hosts) {
+    const auto& i = h.view.info;
+    t.add({i.id, "online", i.hypervisor, std::to_string(i.cpu.logical_cpus),
+           fmt::format("{}/{}", i.vcpus_allocated, i.cpu.logical_cpus), format_bytes(i.memory_bytes),
+           format_bytes(i.memory_allocated_bytes), fmt::format("{} ({} active)", i.vms_defined, i.vms_active),
+           join(h.view.groups), ago(h.last_seen_ns)});
+  }
+  t.print();
+  if (hosts.empty()) {
+    std::fprintf(stderr, "cloudctl: no host answered on DDS domain %u within %.1f s\n", o.domain, o.discovery_s);
+  }
+  return kExitOk;
+}
+
+int cmd_host_show(const Options& o, const std::string& id) {
+  Session s(o);
+  if (Status st = s.open(id); !st.ok()) {
+    return fail(st);
+  }
+  auto h = s.m().host(id);
+  if (!h) {
+    return fail(not_found_error(fmt::format("host '{}' is not online", id)));
+  }
+  const auto& i = h->view.info;
+  if (o.json) {
+    auto j = tools::to_json(i);
+    j["groups"] = h->view.groups;
+    j["agent_version"] = h->view.agent_version;
+    print_json(j);
+    return kExitOk;
+  }
+  std::printf("Host:         %s (%s)\n", i.id.c_str(), i.hostname.c_str());
+  std::printf("Hypervisor:   %s %s at %s\n", i.hypervisor.c_str(), i.hypervisor_version.c_str(), i.uri.c_str());
+  std::printf("CPU:          %u x %s @ %u MHz\n", i.cpu.logical_cpus, i.cpu.model.c_str(), i.cpu.mhz);
+  std::printf("Memory:       %s total, %s free\n", format_bytes(i.memory_bytes).c_str(),
+              format_bytes(i.free_memory_bytes).c_str());
+  std::printf("Allocated:    %u vCPUs, %s to %u active VM(s); %u VM(s) defined\n", i.vcpus_allocated,
+              format_bytes(i.memory_allocated_bytes).c_str(), i.vms_active, i.vms_defined);
+  std::printf("Groups:       %s\n", join(h->view.groups, ", ").c_str());
+  std::printf("Agent:        %s, up %s, last seen %s\n", h->view.agent_version.c_str(),
+              ago(h->view.agent_started_ns).c_str(), ago(h->last_seen_ns).c_str());
+  return kExitOk;
+}
+
+int cmd_host_ps(const Options& o, const std::string& id, const std::string& sort, std::size_t limit) {
+  Session s(o);
+  if (Status st = s.open(id); !st.ok()) {
+    return fail(st);
+  }
+  return run(s, o, Target::host(id), "host.ps", {}, [&](const HostResult& h) {
+    auto list = h.reply.processes;
+    if (sort == "cpu") {
+      std::sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.cpu_time_ns > b.cpu_time_ns; });
+    } else if (sort == "mem") {
+      std::sort(list.begin(), list.end(), [](auto& a, auto& b) { return a.rss_bytes > b.rss_bytes; });
+    }
+    if (limit > 0 && list.size() > limit) {
+      list.resize(limit);
+    }
+    if (o.json) {
+      return;
+    }
+    Table t({"PID", "PPID", "USER", "S", "THR", "RSS", "CPU", "COMMAND"});
     for (const auto& p : list) {
-      j.push_back(tools::to_json(p));
+      t.add({std::to_string(p.pid), std::to_string(p.ppid), p.user, std::string(1, p.state), std::to_string(p.threads),
+             format_bytes(p.rss_bytes), cpu_seconds(p.cpu_time_ns),
+             p.cmdline.empty() ? "[" + p.name + "]" : p.cmdline.substr(0, 80)});
     }
-    print_json(j);
-    return 0;
-  }
-  Table t({"PID", "PPID", "USER", "S", "THR", "RSS", "CPU", "COMMAND"});
-  for (const auto& p : list) {
-    t.add({std::to_string(p.pid), std::to_string(p.ppid), p.user, std::string(1, p.state), std::to_string(p.threads),
-           format_bytes(p.rss_bytes), cpu_seconds(p.cpu_time_ns),
-           p.cmdline.empty() ? "[" + p.name + "]" : p.cmdline.substr(0, 80)});
-  }
-  t.print();
-  return 0;
+    t.print();
+  });
 }
 
-int vm_list(const Options& o, const std::string& state) {
-  VmFilter filter;
-  if (!state.empty()) {
-    if (state == "active") {
-      filter = VmFilter::active();
-    } else if (auto s = parse_vm_state(state)) {
-      filter.states = {*s};
-    } else {
-      return fail(invalid_argument_error(fmt::format(
-          "unknown state '{}'; use active, running, paused, shut-off, shutting-down, crashed or pm-suspended", state)));
-    }
+int cmd_vm_list(const Options& o, const std::string& host, const std::string& group) {
+  Session s(o);
+  if (Status st = s.open(host.empty() ? std::nullopt : std::optional(host),
+                         group.empty() ? std::nullopt : std::optional(group));
+      !st.ok()) {
+    return fail(st);
   }
-  auto hv = connect(o);
-  if (!hv.ok()) {
-    return fail(hv.status());
-  }
-  auto vms = (*hv)->list_vms(filter);
-  if (!vms.ok()) {
-    return fail(vms.status());
-  }
+  const auto vms = s.m().vms(host.empty() ? std::nullopt : std::optional(host),
+                             group.empty() ? std::nullopt : std::optional(group));
   if (o.json) {
     nlohmann::json j = nlohmann::json::array();
-    for (const auto& v : *vms) {
-      j.push_back(tools::to_json(v));
+    for (const auto& v : vms) {
+      auto e = tools::to_json(v.vm);
+      e["host"] = v.host_id;
+      j.push_back(e);
     }
     print_json(j);
-    return 0;
+    return kExitOk;
   }
-  Table t({"NAME", "STATE", "REASON", "VCPUS", "MEMORY", "AUTOSTART", "UUID"});
-  for (const auto& v : *vms) {
-    t.add({v.name, std::string(to_string(v.state)), v.state_reason, std::to_string(v.vcpus),
-           format_bytes(v.memory_bytes), v.autostart ? "yes" : "no", v.uuid});
+  Table t({"HOST", "NAME", "STATE", "REASON", "VCPUS", "MEMORY", "AUTOSTART", "UUID"});
+  for (const auto& v : vms) {
+    t.add({v.host_id, v.vm.name, std::string(to_string(v.vm.state)), v.vm.state_reason, std::to_string(v.vm.vcpus),
+           format_bytes(v.vm.memory_bytes), v.vm.autostart ? "yes" : "no", v.vm.uuid});
   }
   t.print();
-  return 0;
+  return kExitOk;
 }
 
-int vm_show(const Options& o, const std::string& name) {
-  auto hv = connect(o);
-  if (!hv.ok()) {
-    return fail(hv.status());
+int cmd_vm_show(const Options& o, const std::string& name, std::string host) {
+  Session s(o);
+  if (Status st = s.open(host.empty() ? std::nullopt : std::optional(host)); !st.ok()) {
+    return fail(st);
   }
-  auto v = (*hv)->get_vm(VmRef::parse(name));
-  if (!v.ok()) {
-    return fail(v.status());
+  if (host.empty()) {
+    auto h = host_of_vm(s.m(), name);
+    if (!h.ok()) {
+      return fail(h.status());
+    }
+    host = *h;
   }
-  if (o.json) {
-    print_json(tools::to_json(*v));
-    return 0;
-  }
-  std::printf("Name:        %s\nUUID:        %s\nState:       %s (%s)\n", v->name.c_str(), v->uuid.c_str(),
-              std::string(to_string(v->state)).c_str(), v->state_reason.c_str());
-  std::printf("vCPUs:       %u (max %u)\nMemory:      %s (max %s)\nCPU time:    %s\n", v->vcpus, v->max_vcpus,
-              format_bytes(v->memory_bytes).c_str(), format_bytes(v->max_memory_bytes).c_str(),
-              cpu_seconds(v->cpu_time_ns).c_str());
-  std::printf("Persistent:  %s\nAutostart:   %s\n", v->persistent ? "yes" : "no", v->autostart ? "yes" : "no");
-  if (!v->description.empty()) {
-    std::printf("Description: %s\n", v->description.c_str());
-  }
-  for (const auto& d : v->disks) {
-    std::printf("Disk:        %s %s (%s, %s%s) %s\n", d.target.c_str(), d.device.c_str(), d.bus.c_str(),
-                d.format.c_str(), d.read_only ? ", read-only" : "", d.source.c_str());
-  }
-  for (const auto& n : v->nics) {
-    std::printf("NIC:         %s %s %s (%s)\n", n.mac.c_str(), n.type.c_str(), n.source.c_str(), n.model.c_str());
-  }
-  return 0;
+  return run(s, o, Target::host(host), "vm.show", {{"vm", name}}, [&](const HostResult& r) {
+    if (r.reply.vms.empty()) {
+      return;
+    }
+    const VmInfo& v = r.reply.vms.front();
+    if (o.json) {
+      auto j = tools::to_json(v);
+      j["host"] = host;
+      print_json(j);
+      return;
+    }
+    std::printf("Name:        %s\nHost:        %s\nUUID:        %s\nState:       %s (%s)\n", v.name.c_str(),
+                host.c_str(), v.uuid.c_str(), std::string(to_string(v.state)).c_str(), v.state_reason.c_str());
+    std::printf("vCPUs:       %u (max %u)\nMemory:      %s (max %s)\nCPU time:    %s\n", v.vcpus, v.max_vcpus,
+                format_bytes(v.memory_bytes).c_str(), format_bytes(v.max_memory_bytes).c_str(),
+                cpu_seconds(v.cpu_time_ns).c_str());
+    std::printf("Persistent:  %s\nAutostart:   %s\n", v.persistent ? "yes" : "no", v.autostart ? "yes" : "no");
+    if (!v.description.empty()) {
+      std::printf("Description: %s\n", v.description.c_str());
+    }
+    for (const auto& d : v.disks) {
+      std::printf("Disk:        %s %s (%s, %s) %s\n", d.target.c_str(), d.device.c_str(), d.bus.c_str(),
+                  d.format.c_str(), d.source.c_str());
+    }
+    for (const auto& n : v.nics) {
+      std::printf("NIC:         %s %s %s (%s)\n", n.mac.c_str(), n.type.c_str(), n.source.c_str(), n.model.c_str());
+    }
+  });
 }
+
+struct Where {
+  std::string host;
+  std::string group;
+  bool all = false;
+};
+
+void add_where(CLI::App* cmd, Where& w) {
+  auto* h = cmd->add_option("--host", w.host, "the host");
+  auto* g = cmd->add_option("--group", w.group, "every host of a group");
+  auto* a = cmd->add_flag("--all", w.all, "every host");
+  h->excludes(g)->excludes(a);
+  g->excludes(a);
+}
+
+// Resolves where a VM verb goes: the given host/group/all, or the one host that has the VM.
+int vm_verb(const Options& o, const Where& w, const std::string& verb, Arguments args) {
+  Session s(o);
+  if (Status st = s.open(w.host.empty() ? std::nullopt : std::optional(w.host),
+                         w.group.empty() ? std::nullopt : std::optional(w.group));
+      !st.ok()) {
+    return fail(st);
+  }
+  Target target = Target::all();
+  if (!w.host.empty()) {
+    target = Target::host(w.host);
+  } else if (!w.group.empty()) {
+    target = Target::group(w.group);
+  } else if (!w.all) {
+    const std::string* vm = nullptr;
+    for (const auto& [k, v] : args) {
+      if (k == "vm") {
+        vm = &v;
+      }
+    }
+    if (vm == nullptr) {
+      return fail(invalid_argument_error("say where: --host, --group or --all"));
+    }
+    auto h = host_of_vm(s.m(), *vm);
+    if (!h.ok()) {
+      return fail(h.status());
+    }
+    target = Target::host(*h);
+  }
+  return run(s, o, target, verb, args);
+}
+
+const char* kBashCompletion = R"BASH(# bash completion for cloudctl: eval "$(cloudctl completion bash)"
+_cloudctl() {
+  local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[1]}
+  case $COMP_CWORD in
+    1) COMPREPLY=($(compgen -W "hosts host vm group snapshot completion --json --domain --timeout --help" -- "$cur")) ;;
+    2) case $prev in
+         host) COMPREPLY=($(compgen -W "show ps reboot" -- "$cur")) ;;
+         vm) COMPREPLY=($(compgen -W "list show define start shutdown destroy reboot reset suspend resume undefine autostart" -- "$cur")) ;;
+         group) COMPREPLY=($(compgen -W "list add remove" -- "$cur")) ;;
+         snapshot) COMPREPLY=($(compgen -W "create list revert delete" -- "$cur")) ;;
+       esac ;;
+    *) COMPREPLY=($(compgen -W "--host --group --all --json --timeout" -- "$cur")) ;;
+  esac
+}
+complete -F _cloudctl cloudctl
+)BASH";
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"cloudctl: drive libcloudmgr hosts and VMs"};
+  CLI::App app{"cloudctl: see and drive a libcloudmgr cloud"};
   app.require_subcommand(1);
   Options o;
-  app.add_option("-c,--connect", o.uri, "hypervisor URI (or $CLOUDMGR_CONNECT), e.g. qemu:///system");
-  app.add_flag("--json", o.json, "print JSON instead of tables");
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): read before any thread starts
+  if (const char* env = std::getenv("CLOUDMGR_DOMAIN")) {
+    o.domain = static_cast<std::uint32_t>(std::strtoul(env, nullptr, 10));
+  }
+  app.add_option("--domain", o.domain, "DDS domain id (or $CLOUDMGR_DOMAIN)")->check(CLI::Range(0, 232));
+  app.add_option("--transport", o.transport, "dds (default)")->check(CLI::IsMember({"dds", "inproc"}));
+  app.add_flag("--json", o.json, "JSON instead of tables");
+  app.add_option("--timeout", o.timeout_s, "seconds a command may take (default 10)")->check(CLI::Range(0.1, 86400.0));
+  app.add_option("--discovery", o.discovery_s, "seconds to wait for hosts to appear (default 3)")
+      ->check(CLI::Range(0.0, 600.0));
   app.add_flag_callback(
       "--version",
       [] {
@@ -195,204 +435,244 @@ int main(int argc, char** argv) {
       "print the version and exit");
 
   int rc = 0;
-  auto* host = app.add_subcommand("host", "the host");
+  app.add_subcommand("hosts", "every online host")->callback([&] { rc = cmd_hosts(o); });
+
+  auto* host = app.add_subcommand("host", "one host");
   host->require_subcommand(1);
-  host->add_subcommand("show", "identity, capacity and allocation")->callback([&] { rc = host_show(o); });
+  std::string host_id;
+  auto* hshow = host->add_subcommand("show", "identity, capacity, allocation, groups");
+  hshow->add_option("host", host_id, "host id")->required();
+  hshow->callback([&] { rc = cmd_host_show(o, host_id); });
   std::string ps_sort = "cpu";
   std::size_t ps_limit = 0;
-  auto* ps = host->add_subcommand("ps", "processes of this machine (from /proc)");
+  auto* ps = host->add_subcommand("ps", "the host's processes");
+  ps->add_option("host", host_id, "host id")->required();
   ps->add_option("--sort", ps_sort, "cpu, mem or pid")->check(CLI::IsMember({"cpu", "mem", "pid"}));
-  ps->add_option("--limit", ps_limit, "show at most N processes");
-  ps->callback([&] { rc = host_ps(o, ps_sort, ps_limit); });
+  ps->add_option("--limit", ps_limit, "at most N processes");
+  ps->callback([&] { rc = cmd_host_ps(o, host_id, ps_sort, ps_limit); });
+  bool yes = false;
+  auto* reboot = host->add_subcommand("reboot", "reboot a host (its agent must allow it)");
+  reboot->add_option("host", host_id, "host id")->required();
+  reboot->add_flag("--yes", yes, "confirm: every VM on the host stops");
+  reboot->callback([&] {
+    if (!yes) {
+      std::fprintf(stderr, "cloudctl: rebooting %s stops every VM on it; add --yes to confirm\n", host_id.c_str());
+      rc = kExitUsage;
+      return;
+    }
+    Session s(o);
+    Status st = s.open(host_id);
+    rc = st.ok() ? run(s, o, Target::host(host_id), "host.reboot", {}) : fail(st);
+  });
 
   auto* vm = app.add_subcommand("vm", "virtual machines");
   vm->require_subcommand(1);
-  std::string state;
-  auto* list = vm->add_subcommand("list", "list VMs");
-  list->add_option("--state", state, "only VMs in this state (or 'active')");
-  list->callback([&] { rc = vm_list(o, state); });
-
   std::string name;
-  auto* show = vm->add_subcommand("show", "show one VM");
+  Where where;
+  auto* list = vm->add_subcommand("list", "VMs of the cloud, a host or a group");
+  list->add_option("--host", where.host, "only this host's");
+  list->add_option("--group", where.group, "only this group's");
+  list->callback([&] { rc = cmd_vm_list(o, where.host, where.group); });
+  auto* show = vm->add_subcommand("show", "one VM");
   show->add_option("name", name, "VM name or uuid")->required();
-  show->callback([&] { rc = vm_show(o, name); });
+  show->add_option("--host", where.host, "the VM's host (default: the one that has it)");
+  show->callback([&] { rc = cmd_vm_show(o, name, where.host); });
 
   std::string memory = "512M";
-  VmSpec spec;
+  std::uint32_t vcpus = 1;
   std::vector<std::string> disks;
   std::vector<std::string> networks;
-  auto* define = vm->add_subcommand("define", "define a VM (not started)");
-  define->add_option("name", spec.name, "VM name")->required();
-  define->add_option("--vcpus", spec.vcpus, "virtual CPUs");
+  std::string description;
+  auto* define = vm->add_subcommand("define", "define a VM on a host");
+  define->add_option("name", name, "VM name")->required();
+  define->add_option("--host", where.host, "the host")->required();
+  define->add_option("--vcpus", vcpus, "virtual CPUs");
   define->add_option("--memory", memory, "memory, e.g. 512M or 2G");
-  define->add_option("--disk", disks, "qcow2 image path (repeatable)");
-  define->add_option("--network", networks, "libvirt network to attach (repeatable)");
-  define->add_option("--description", spec.description, "free text");
-  define->add_flag("--autostart", spec.autostart, "start with the host");
+  define->add_option("--disk", disks, "image path on the host (repeatable)");
+  define->add_option("--network", networks, "network to attach (repeatable)");
+  define->add_option("--description", description, "free text");
   define->callback([&] {
     auto bytes = parse_bytes(memory);
     if (!bytes.ok()) {
       rc = fail(bytes.status().with_context("--memory"));
       return;
     }
-    spec.memory_bytes = *bytes;
-    for (const auto& d : disks) {
-      spec.disks.push_back({.source_path = d});
-    }
-    for (const auto& n : networks) {
-      spec.nics.push_back({.source = n});
-    }
-    auto hv = connect(o);
-    if (!hv.ok()) {
-      rc = fail(hv.status());
-      return;
-    }
-    auto v = (*hv)->define_vm(spec);
-    if (!v.ok()) {
-      rc = fail(v.status());
-      return;
-    }
-    std::printf("defined VM %s (%s)\n", v->name.c_str(), v->uuid.c_str());
+    Arguments args{{"name", name}, {"memory_bytes", std::to_string(*bytes)}, {"vcpus", std::to_string(vcpus)}};
+    for (const auto& d : disks) args.emplace_back("disk", d);
+    for (const auto& n : networks) args.emplace_back("network", n);
+    if (!description.empty()) args.emplace_back("description", description);
+    rc = vm_verb(o, where, "vm.define", args);
   });
 
   struct Verb {
     const char* name;
+    const char* verb;
     const char* help;
-    Status (Hypervisor::*fn)(const VmRef&);
   };
   static constexpr Verb kVerbs[] = {
-      {"start", "start a VM", &Hypervisor::start_vm},
-      {"destroy", "power a VM off at once", &Hypervisor::destroy_vm},
-      {"reboot", "ask a VM's guest to reboot", &Hypervisor::reboot_vm},
-      {"reset", "hard-reset a VM", &Hypervisor::reset_vm},
-      {"suspend", "pause a VM", &Hypervisor::suspend_vm},
-      {"resume", "unpause a VM", &Hypervisor::resume_vm},
+      {"start", "vm.start", "start a VM"},          {"destroy", "vm.destroy", "power a VM off at once"},
+      {"reboot", "vm.reboot", "ask a VM to reboot"}, {"reset", "vm.reset", "hard-reset a VM"},
+      {"suspend", "vm.suspend", "pause a VM"},      {"resume", "vm.resume", "unpause a VM"},
   };
-  for (const Verb& verb : kVerbs) {
-    auto* cmd = vm->add_subcommand(verb.name, verb.help);
+  for (const Verb& v : kVerbs) {
+    auto* cmd = vm->add_subcommand(v.name, v.help);
     cmd->add_option("name", name, "VM name or uuid")->required();
-    cmd->callback([&, fn = verb.fn, vname = verb.name] {
-      auto hv = connect(o);
-      if (!hv.ok()) {
-        rc = fail(hv.status());
-        return;
-      }
-      Status s = ((**hv).*fn)(VmRef::parse(name));
-      rc = s.ok() ? 0 : fail(s);
-      if (s.ok()) {
-        std::printf("%s: done\n", vname);
-      }
-    });
+    add_where(cmd, where);
+    cmd->callback([&, verb = v.verb] { rc = vm_verb(o, where, verb, {{"vm", name}}); });
   }
-
-  ShutdownOptions shutdown_options;
-  double shutdown_timeout_s = 60;
-  auto* shutdown = vm->add_subcommand("shutdown", "ask a VM's guest to power off and wait");
+  double shutdown_timeout = 60;
+  bool force = false;
+  auto* shutdown = vm->add_subcommand("shutdown", "ask a VM to power off and wait");
   shutdown->add_option("name", name, "VM name or uuid")->required();
-  shutdown->add_option("--timeout", shutdown_timeout_s, "seconds to wait (default 60)")
-      ->check(CLI::Range(0.0, 86400.0));
-  shutdown->add_flag("--force", shutdown_options.force_off_after_timeout, "power off when the timeout passes");
+  add_where(shutdown, where);
+  shutdown->add_option("--wait", shutdown_timeout, "seconds to wait for the guest (default 60)");
+  shutdown->add_flag("--force", force, "power off when the wait is over");
   shutdown->callback([&] {
-    shutdown_options.timeout_ms = static_cast<std::uint64_t>(shutdown_timeout_s * 1000);
-    auto hv = connect(o);
-    if (!hv.ok()) {
-      rc = fail(hv.status());
-      return;
+    if (o.timeout_s < shutdown_timeout + 1) {
+      o.timeout_s = shutdown_timeout + 5;  // the command must outlive the guest's wait
     }
-    auto out = (*hv)->shutdown_vm(VmRef::parse(name), shutdown_options);
-    if (!out.ok()) {
-      rc = fail(out.status());
-      return;
-    }
-    std::printf("shut off after %.1f s%s\n", static_cast<double>(out->waited_ms) / 1000,
-                out->forced ? " (forced off after the timeout)" : "");
+    rc = vm_verb(o, where, "vm.shutdown",
+                 {{"vm", name},
+                  {"timeout_ms", std::to_string(static_cast<std::uint64_t>(shutdown_timeout * 1000))},
+                  {"force", force ? "true" : "false"}});
   });
-
-  UndefineOptions undefine_options;
   auto* undefine = vm->add_subcommand("undefine", "remove a VM's definition (disk images are kept)");
   undefine->add_option("name", name, "VM name or uuid")->required();
-  undefine->add_flag("--force", undefine_options.force, "destroy the VM first if it is active");
-  undefine->callback([&] {
-    auto hv = connect(o);
-    Status s = hv.ok() ? (*hv)->undefine_vm(VmRef::parse(name), undefine_options) : hv.status();
-    rc = s.ok() ? 0 : fail(s);
-  });
-
+  add_where(undefine, where);
+  undefine->add_flag("--force", force, "destroy the VM first if it is active");
+  undefine->callback([&] { rc = vm_verb(o, where, "vm.undefine", {{"vm", name}, {"force", force ? "true" : "false"}}); });
   std::string onoff;
   auto* autostart = vm->add_subcommand("autostart", "start a VM with its host, or not");
   autostart->add_option("name", name, "VM name or uuid")->required();
   autostart->add_option("on|off", onoff, "on or off")->required()->check(CLI::IsMember({"on", "off"}));
-  autostart->callback([&] {
-    auto hv = connect(o);
-    Status s = hv.ok() ? (*hv)->set_autostart(VmRef::parse(name), onoff == "on") : hv.status();
-    rc = s.ok() ? 0 : fail(s);
+  add_where(autostart, where);
+  autostart->callback(
+      [&] { rc = vm_verb(o, where, "vm.autostart", {{"vm", name}, {"enabled", onoff == "on" ? "true" : "false"}}); });
+
+  auto* group = app.add_subcommand("group", "groups of hosts");
+  group->require_subcommand(1);
+  std::string gname;
+  std::vector<std::string> members;
+  group->add_subcommand("list", "groups and their members")->callback([&] {
+    Session s(o);
+    if (Status st = s.open(); !st.ok()) {
+      rc = fail(st);
+      return;
+    }
+    const auto groups = s.m().groups();
+    if (o.json) {
+      print_json(groups);
+      return;
+    }
+    Table t({"GROUP", "HOSTS", "MEMBERS"});
+    for (const auto& [g, hosts] : groups) {
+      t.add({g, std::to_string(hosts.size()), join(hosts, ", ")});
+    }
+    t.print();
   });
+  for (const char* which : {"add", "remove"}) {
+    auto* cmd = group->add_subcommand(
+        which, std::string(which) == "add" ? "add hosts to a group" : "remove hosts from a group (all when none given)");
+    cmd->add_option("group", gname, "group name")->required();
+    auto* m = cmd->add_option("hosts", members, "host ids");
+    if (std::string(which) == "add") {
+      m->required();
+    }
+    cmd->callback([&, which] {
+      if (Status st = validate_group_name(gname); !st.ok()) {
+        rc = fail(st);
+        return;
+      }
+      const bool add = std::string(which) == "add";
+      Session s(o);
+      if (Status st = s.open(std::nullopt, add ? std::nullopt : std::optional(gname)); !st.ok()) {
+        rc = fail(st);
+        return;
+      }
+      const std::string verb = add ? "group.join" : "group.leave";
+      if (!add && members.empty()) {
+        rc = run(s, o, Target::group(gname), verb, {{"group", gname}});
+        return;
+      }
+      rc = kExitOk;
+      for (const auto& h : members) {
+        if (!s.m().host(h)) {
+          rc = std::max(rc, fail(not_found_error(fmt::format("host '{}' is not online", h))));
+          continue;
+        }
+        rc = std::max(rc, run(s, o, Target::host(h), verb, {{"group", gname}}));
+      }
+    });
+  }
 
   auto* snap = app.add_subcommand("snapshot", "VM snapshots");
   snap->require_subcommand(1);
   std::string snap_name;
-  std::string snap_desc;
   auto* screate = snap->add_subcommand("create", "snapshot a VM");
   screate->add_option("vm", name, "VM name or uuid")->required();
   screate->add_option("snapshot", snap_name, "snapshot name (default: chosen by the hypervisor)");
-  screate->add_option("--description", snap_desc, "free text");
+  screate->add_option("--description", description, "free text");
+  screate->add_option("--host", where.host, "the VM's host");
   screate->callback([&] {
-    auto hv = connect(o);
-    if (!hv.ok()) {
-      rc = fail(hv.status());
-      return;
-    }
-    auto s = (*hv)->create_snapshot(VmRef::parse(name), {.name = snap_name, .description = snap_desc});
-    if (!s.ok()) {
-      rc = fail(s.status());
-      return;
-    }
-    std::printf("created snapshot %s of %s\n", s->name.c_str(), name.c_str());
+    Arguments args{{"vm", name}};
+    if (!snap_name.empty()) args.emplace_back("name", snap_name);
+    if (!description.empty()) args.emplace_back("description", description);
+    rc = vm_verb(o, where, "snapshot.create", args);
   });
-  auto* slist = snap->add_subcommand("list", "list a VM's snapshots");
+  auto* slist = snap->add_subcommand("list", "a VM's snapshots");
   slist->add_option("vm", name, "VM name or uuid")->required();
+  slist->add_option("--host", where.host, "the VM's host");
   slist->callback([&] {
-    auto hv = connect(o);
-    if (!hv.ok()) {
-      rc = fail(hv.status());
+    Session s(o);
+    if (Status st = s.open(where.host.empty() ? std::nullopt : std::optional(where.host)); !st.ok()) {
+      rc = fail(st);
       return;
     }
-    auto list_result = (*hv)->list_snapshots(VmRef::parse(name));
-    if (!list_result.ok()) {
-      rc = fail(list_result.status());
-      return;
-    }
-    if (o.json) {
-      nlohmann::json j = nlohmann::json::array();
-      for (const auto& s : *list_result) {
-        j.push_back(tools::to_json(s));
+    std::string h = where.host;
+    if (h.empty()) {
+      auto found = host_of_vm(s.m(), name);
+      if (!found.ok()) {
+        rc = fail(found.status());
+        return;
       }
-      print_json(j);
-      return;
+      h = *found;
     }
-    Table t({"NAME", "PARENT", "VM STATE", "CURRENT", "DESCRIPTION"});
-    for (const auto& s : *list_result) {
-      t.add({s.name, s.parent, std::string(to_string(s.vm_state)), s.current ? "yes" : "", s.description});
-    }
-    t.print();
+    rc = run(s, o, Target::host(h), "snapshot.list", {{"vm", name}}, [&](const HostResult& r) {
+      if (o.json) {
+        nlohmann::json j = nlohmann::json::array();
+        for (const auto& sn : r.reply.snapshots) j.push_back(tools::to_json(sn));
+        print_json(j);
+        return;
+      }
+      Table t({"NAME", "PARENT", "VM STATE", "CURRENT", "DESCRIPTION"});
+      for (const auto& sn : r.reply.snapshots) {
+        t.add({sn.name, sn.parent, std::string(to_string(sn.vm_state)), sn.current ? "yes" : "", sn.description});
+      }
+      t.print();
+    });
   });
   for (const char* which : {"revert", "delete"}) {
     auto* cmd = snap->add_subcommand(which, std::string(which) + " a snapshot");
     cmd->add_option("vm", name, "VM name or uuid")->required();
     cmd->add_option("snapshot", snap_name, "snapshot name")->required();
+    cmd->add_option("--host", where.host, "the VM's host");
     cmd->callback([&, which] {
-      auto hv = connect(o);
-      Status s = !hv.ok()                              ? hv.status()
-                 : std::string_view(which) == "revert" ? (*hv)->revert_to_snapshot(VmRef::parse(name), snap_name)
-                                                       : (*hv)->delete_snapshot(VmRef::parse(name), snap_name);
-      rc = s.ok() ? 0 : fail(s);
+      rc = vm_verb(o, where, std::string("snapshot.") + which, {{"vm", name}, {"name", snap_name}});
     });
   }
 
+  auto* completion = app.add_subcommand("completion", "print a shell completion script");
+  std::string shell = "bash";
+  completion->add_option("shell", shell, "bash")->check(CLI::IsMember({"bash"}));
+  completion->callback([&] { std::fputs(kBashCompletion, stdout); });
+
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return kExitUsage;
   }
   return rc;
 }

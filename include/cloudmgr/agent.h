@@ -1,0 +1,60 @@
+// cloudmgr::Agent: the per-host hypervisor manager, embeddable (cloudmgr-agent is a thin
+// main around it).
+//
+// It publishes its host and VM state (at start, on every libvirt lifecycle event, and on a
+// refresh period), executes the commands addressed to its host, its groups or all hosts,
+// replies to each, and keeps its groups and a command journal in its state directory:
+//   groups.json      the host's groups (written atomically)
+//   commands.jsonl   one line per command received: executed at most once, even across
+//                    restarts; entries past their deadline are dropped at start
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cloudmgr/export.h"
+#include "cloudmgr/hypervisor.h"
+#include "cloudmgr/spi/transport.h"
+#include "cloudmgr/status.h"
+
+namespace cloudmgr {
+
+struct AgentOptions {
+  HypervisorOptions hypervisor;      // hypervisor.host_id is required
+  std::vector<std::string> groups;   // initial groups, used when the state directory has none
+  std::string state_dir;             // created if missing; required
+  spi::TransportConfig transport;
+  std::uint32_t refresh_ms = 5000;   // full re-read of host and VM state
+  std::uint32_t workers = 4;         // commands executed at once
+};
+
+// Owns its hypervisor connection, its transport link and its threads. Thread-safe.
+class CLOUDMGR_API Agent {
+ public:
+  // Opens the hypervisor and the transport, publishes the host's state, and starts
+  // taking commands. kInvalidArgument for bad options (host id, groups, state directory),
+  // kUnavailable when the hypervisor or transport cannot be opened.
+  static Result<std::unique_ptr<Agent>> start(AgentOptions options);
+  // Stops taking commands, waits for running ones, and leaves cleanly (managers see the
+  // host leave at once). Destroying a running Agent does the same.
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  const std::string& host_id() const noexcept;
+  std::vector<std::string> groups() const;
+  // Commands executed since start (duplicates and rejected ones excluded).
+  std::uint64_t commands_executed() const noexcept;
+
+  // Stops without leaving, as a crash would look to managers (tests).
+  void abandon();
+
+ private:
+  struct Impl;
+  explicit Agent(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace cloudmgr

@@ -1,0 +1,118 @@
+// Plug-in interface: how managers and agents exchange state, commands and replies.
+//
+// The Fast DDS implementation (lib/transport/dds) is the default; an in-process one
+// (lib/transport/inproc) serves unit tests; a TCP client-server one will follow for the
+// benchmarks. Nothing above this interface knows which one runs.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cloudmgr/cloud.h"
+#include "cloudmgr/export.h"
+#include "cloudmgr/status.h"
+
+namespace cloudmgr::spi {
+
+// How a participant joins the data space. Defaults keep every packet on this machine:
+// UDP on the loopback interface only, plus shared memory.
+struct TransportConfig {
+  std::string kind = "dds";  // "dds" or "inproc"
+  std::uint32_t domain_id = 0;  // 0-232
+  // Interfaces (IPv4 addresses) UDP may use; never empty. Multicast discovery stays on them.
+  std::vector<std::string> interfaces{"127.0.0.1"};
+  // Unicast discovery peers ("127.0.0.1", "10.0.0.5"); used by the star profile.
+  std::vector<std::string> initial_peers;
+  bool shared_memory = true;
+  enum class Discovery : std::uint8_t {
+    kMulticast = 0,  // zero configuration, small clouds: builtin multicast on the whitelisted interfaces
+    kStar,           // managers at known addresses, agents announce only to them (no multicast)
+  };
+  Discovery discovery = Discovery::kMulticast;
+  // An agent that stops announcing itself for this long is taken as gone.
+  std::uint32_t agent_lease_ms = 6000;
+  // How often participants announce themselves (must be well under the lease).
+  std::uint32_t announce_period_ms = 1000;
+};
+
+// An agent's side of the transport, for one host. Thread-safe.
+class CLOUDMGR_API AgentLink {
+ public:
+  AgentLink() = default;
+  virtual ~AgentLink();  // leaves without disposing (as a crash would look) unless leave() ran
+  AgentLink(const AgentLink&) = delete;
+  AgentLink& operator=(const AgentLink&) = delete;
+
+  // Publishes (replaces) the host's record; its groups become the command subscription.
+  virtual Status publish_host(const HostView& host) = 0;
+  virtual Status publish_vm(const VmView& vm) = 0;
+  // The VM is gone from this host (undefined): managers drop it.
+  virtual Status remove_vm(std::string_view uuid) = 0;
+  // Commands for these groups reach this agent from now on (and for no others), in
+  // addition to "host.<id>" and "all".
+  virtual Status set_groups(const std::vector<std::string>& groups) = 0;
+  virtual Status reply(const CommandReply& reply) = 0;
+  // Clean shutdown: disposes the host and its VMs so managers see the host leave at once.
+  virtual Status leave() = 0;
+};
+
+struct AgentCallbacks {
+  // Called for each command addressed to this host, its groups or all, on a transport
+  // thread, one at a time. A command may be delivered more than once.
+  std::function<void(const Command&)> on_command;
+};
+
+// A manager's side of the transport. Thread-safe.
+class CLOUDMGR_API ManagerLink {
+ public:
+  ManagerLink() = default;
+  virtual ~ManagerLink();
+  ManagerLink(const ManagerLink&) = delete;
+  ManagerLink& operator=(const ManagerLink&) = delete;
+
+  // Sends `command` to its target. `expected_hosts` are the hosts that should receive it;
+  // the transport waits (at most until the command's deadline) until it can reach each of
+  // them (on DDS: until a reader of that host is matched in the target partition), then
+  // writes once. Hosts it could not reach simply never reply.
+  virtual Status send(const Command& command, const std::vector<std::string>& expected_hosts) = 0;
+};
+
+struct ManagerCallbacks {
+  // Every callback runs on a transport thread, one at a time per link; none may block long.
+  std::function<void(const HostView&)> on_host;  // new or updated host
+  // The host left: cleanly (its agent disposed it) or not (its liveliness was lost).
+  std::function<void(const std::string& host_id, bool clean)> on_host_gone;
+  std::function<void(const VmView&)> on_vm;
+  std::function<void(const std::string& host_id, const std::string& uuid)> on_vm_gone;
+  std::function<void(const CommandReply&)> on_reply;
+};
+
+// One participant in the data space. Thread-safe. Links must be destroyed before it.
+class CLOUDMGR_API Transport {
+ public:
+  Transport() = default;
+  virtual ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  virtual Result<std::unique_ptr<AgentLink>> open_agent(const std::string& host_id,
+                                                        const std::vector<std::string>& groups,
+                                                        AgentCallbacks callbacks) = 0;
+  // Already published state (host and VM records) arrives through the callbacks at once.
+  virtual Result<std::unique_ptr<ManagerLink>> open_manager(const std::string& name, ManagerCallbacks callbacks) = 0;
+};
+
+using TransportFactory = std::function<Result<std::unique_ptr<Transport>>(const TransportConfig&)>;
+
+// Registers a transport kind; kAlreadyExists if taken. Thread-safe.
+CLOUDMGR_API Status register_transport(std::string kind, TransportFactory factory);
+// Opens config.kind ("dds" and "inproc" are built in). kInvalidArgument for an unknown
+// kind or a bad config (domain id > 232, no interface, malformed address).
+CLOUDMGR_API Result<std::unique_ptr<Transport>> open_transport(const TransportConfig& config);
+
+}  // namespace cloudmgr::spi

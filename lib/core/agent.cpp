@@ -1,0 +1,485 @@
+// cloudmgr::Agent: publishes its host, executes commands, keeps its groups and journal.
+#include "cloudmgr/agent.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cloudmgr/verbs.h"
+#include "cloudmgr/version.h"
+#include "core/arguments.h"
+#include "core/journal.h"
+#include "core/status_macros.h"
+
+namespace cloudmgr {
+
+namespace {
+
+std::vector<std::string> normalized(std::vector<std::string> groups) {
+  std::sort(groups.begin(), groups.end());
+  groups.erase(std::unique(groups.begin(), groups.end()), groups.end());
+  return groups;
+}
+
+Result<std::vector<std::string>> load_groups(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return not_found_error("no groups file");
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto j = nlohmann::json::parse(text.str(), nullptr, false);
+  if (!j.is_object() || !j.contains("groups") || !j["groups"].is_array()) {
+    return invalid_argument_error(fmt::format("groups file '{}' is not of the form {{\"groups\": [...]}}", path));
+  }
+  std::vector<std::string> groups;
+  for (const auto& g : j["groups"]) {
+    if (!g.is_string() || !validate_group_name(g.get<std::string>()).ok()) {
+      return invalid_argument_error(fmt::format("groups file '{}' holds an invalid group name", path));
+    }
+    groups.push_back(g.get<std::string>());
+  }
+  return normalized(std::move(groups));
+}
+
+// VmInfo without the always-moving CPU time: what decides whether to republish.
+bool same_definition(VmInfo a, VmInfo b) {
+  a.cpu_time_ns = 0;
+  b.cpu_time_ns = 0;
+  return a == b;
+}
+
+}  // namespace
+
+struct Agent::Impl {
+  AgentOptions options;
+  std::int64_t started_ns = now_ns();
+  std::unique_ptr<Hypervisor> hv;
+  std::unique_ptr<spi::Transport> transport;
+  std::unique_ptr<spi::AgentLink> link;
+  std::unique_ptr<spi::Subscription> events;
+  std::unique_ptr<CommandJournal> journal;
+  std::string groups_path;
+
+  mutable std::mutex groups_mutex;
+  std::vector<std::string> groups;  // GUARDED_BY(groups_mutex)
+
+  std::mutex publish_mutex;                  // serializes publishing
+  std::map<std::string, VmInfo> published;   // GUARDED_BY(publish_mutex): uuid -> last published
+
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::deque<Command> queue;  // GUARDED_BY(queue_mutex)
+  bool stopping = false;      // GUARDED_BY(queue_mutex)
+  std::vector<std::thread> workers;
+
+  std::mutex refresh_mutex;
+  std::condition_variable refresh_cv;
+  std::set<std::string> dirty_vms;  // GUARDED_BY(refresh_mutex): uuids touched by events
+  bool refresh_stop = false;        // GUARDED_BY(refresh_mutex)
+  std::thread refresher;
+
+  std::atomic<std::uint64_t> executed{0};
+  std::atomic<bool> abandoned{false};
+
+  const std::string& host_id() const { return options.hypervisor.host_id; }
+
+  std::vector<std::string> current_groups() const {
+    const std::lock_guard lock(groups_mutex);
+    return groups;
+  }
+
+  // ---- publishing ------------------------------------------------------------------------
+
+  Status publish_host() {
+    CLOUDMGR_ASSIGN_OR_RETURN(HostInfo info, hv->host_info());
+    HostView view{std::move(info), current_groups(), std::string(version()), started_ns, now_ns()};
+    const std::lock_guard lock(publish_mutex);
+    return link->publish_host(view);
+  }
+
+  Status publish_vm_locked(const VmInfo& vm) {  // REQUIRES(publish_mutex)
+    auto it = published.find(vm.uuid);
+    if (it != published.end() && same_definition(it->second, vm)) {
+      return {};
+    }
+    CLOUDMGR_RETURN_IF_ERROR(link->publish_vm(VmView{host_id(), vm, now_ns()}));
+    published[vm.uuid] = vm;
+    return {};
+  }
+
+  // Re-reads every VM: publishes the changed ones, removes the vanished ones.
+  Status sync_all() {
+    CLOUDMGR_ASSIGN_OR_RETURN(auto vms, hv->list_vms());
+    const std::lock_guard lock(publish_mutex);
+    std::set<std::string> seen;
+    for (const auto& vm : vms) {
+      seen.insert(vm.uuid);
+      CLOUDMGR_RETURN_IF_ERROR(publish_vm_locked(vm));
+    }
+    for (auto it = published.begin(); it != published.end();) {
+      if (!seen.contains(it->first)) {
+        CLOUDMGR_RETURN_IF_ERROR(link->remove_vm(it->first));
+        it = published.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    return {};
+  }
+
+  Status sync_vm(const std::string& uuid) {
+    auto vm = hv->get_vm(VmRef::by_uuid(uuid));
+    const std::lock_guard lock(publish_mutex);
+    if (!vm.ok()) {
+      if (vm.status().code() != StatusCode::kNotFound) {
+        return vm.status();
+      }
+      if (published.erase(uuid) > 0) {
+        return link->remove_vm(uuid);
+      }
+      return {};
+    }
+    return publish_vm_locked(*vm);
+  }
+
+  void refresh_loop() {
+    auto next_full = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.refresh_ms);
+    for (;;) {
+      std::set<std::string> dirty;
+      bool full = false;
+      {
+        std::unique_lock lock(refresh_mutex);
+        refresh_cv.wait_until(lock, next_full, [&] { return refresh_stop || !dirty_vms.empty(); });
+        if (refresh_stop) {
+          return;
+        }
+        dirty.swap(dirty_vms);
+        full = std::chrono::steady_clock::now() >= next_full || dirty.contains("");
+      }
+      // Errors here are transient (the hypervisor restarting...): the next pass retries.
+      if (full) {
+        (void)sync_all();
+        next_full = std::chrono::steady_clock::now() + std::chrono::milliseconds(options.refresh_ms);
+      } else {
+        for (const auto& uuid : dirty) {
+          (void)sync_vm(uuid);
+        }
+      }
+      (void)publish_host();
+    }
+  }
+
+  void on_event(const VmEvent& e) {
+    {
+      const std::lock_guard lock(refresh_mutex);
+      dirty_vms.insert(e.vm_uuid);
+    }
+    refresh_cv.notify_all();
+  }
+
+  // ---- commands --------------------------------------------------------------------------
+
+  void enqueue(const Command& c) {
+    {
+      const std::lock_guard lock(queue_mutex);
+      if (stopping) {
+        return;
+      }
+      queue.push_back(c);
+    }
+    queue_cv.notify_one();
+  }
+
+  void worker_loop() {
+    for (;;) {
+      Command c;
+      {
+        std::unique_lock lock(queue_mutex);
+        queue_cv.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (stopping) {
+          return;  // queued commands are dropped: their managers see no reply
+        }
+        c = std::move(queue.front());
+        queue.pop_front();
+      }
+      handle(c);
+    }
+  }
+
+  void send_reply(CommandReply reply) {
+    reply.host_id = host_id();
+    reply.completed_ns = now_ns();
+    (void)link->reply(reply);  // a lost reply shows as "no reply" at the manager
+  }
+
+  void handle(const Command& c) {
+    CommandReply reply;
+    reply.command_id = c.id;
+    auto earlier = journal->begin(c.id, c.verb, c.issuer, c.deadline_ns);
+    if (!earlier.ok()) {
+      reply.status = earlier.status().with_context("recording the command in the journal");
+      send_reply(std::move(reply));
+      return;
+    }
+    if (earlier->has_value()) {
+      // Seen before: never execute twice. Answer with what happened the first time.
+      const auto& e = **earlier;
+      reply.status = e.done ? e.status
+                            : aborted_error("this command began before the agent restarted and is not executed again");
+      send_reply(std::move(reply));
+      return;
+    }
+    const std::int64_t now = now_ns();
+    if (c.deadline_ns > 0 && now > c.deadline_ns) {
+      reply.status = deadline_exceeded_error(
+          fmt::format("command arrived {} ms after its deadline; not executed", (now - c.deadline_ns) / 1'000'000));
+    } else if (Status s = validate_command(c.verb, c.arguments); !s.ok()) {
+      reply.status = s;
+    } else {
+      reply = execute(c);
+      reply.command_id = c.id;
+      ++executed;
+    }
+    if (Status s = journal->finish(c.id, reply.status); !s.ok() && reply.status.ok()) {
+      reply.status = s.with_context("the command ran but its outcome could not be journaled");
+    }
+    send_reply(std::move(reply));
+  }
+
+  Status set_groups(std::vector<std::string> next) {
+    next = normalized(std::move(next));
+    {
+      const std::lock_guard lock(groups_mutex);
+      if (next == groups) {
+        return {};
+      }
+      const nlohmann::json j{{"groups", next}};
+      CLOUDMGR_RETURN_IF_ERROR(write_file_atomically(groups_path, j.dump(2) + "\n"));
+      groups = next;
+    }
+    CLOUDMGR_RETURN_IF_ERROR(link->set_groups(next));
+    return publish_host();
+  }
+
+  CommandReply execute(const Command& c) {
+    CommandReply out;
+    const ArgumentReader a(c.verb, c.arguments);
+    const auto vm = [&] { return VmRef::parse(a.text_or("vm", "")); };
+    const std::string& v = c.verb;
+    Status s;
+    if (v == "host.info") {
+      s = publish_host();
+    } else if (v == "host.ps") {
+      auto procs = hv->processes();
+      s = procs.status();
+      if (procs.ok()) {
+        out.processes = std::move(*procs);
+      }
+    } else if (v == "host.reboot") {
+      s = hv->reboot_host();
+    } else if (v == "group.join" || v == "group.leave") {
+      const std::string g = a.text_or("group", "");
+      auto next = current_groups();
+      if (v == "group.join") {
+        next.push_back(g);
+      } else {
+        std::erase(next, g);
+      }
+      s = set_groups(std::move(next));
+    } else if (v == "vm.show") {
+      auto info = hv->get_vm(vm());
+      s = info.status();
+      if (info.ok()) {
+        out.vms.push_back(std::move(*info));
+      }
+    } else if (v == "vm.define") {
+      VmSpec spec{.name = a.text_or("name", ""),
+                  .uuid = a.text_or("uuid", ""),
+                  .vcpus = static_cast<std::uint32_t>(a.u64_or("vcpus", 1)),
+                  .memory_bytes = a.u64_or("memory_bytes", 0)};
+      if (a.u64_or("vcpus", 1) > 4096) {
+        spec.vcpus = 0;  // rejected below with the field named
+      }
+      spec.description = a.text_or("description", "");
+      spec.autostart = a.boolean_or("autostart", false);
+      for (const auto& d : a.all("disk")) {
+        spec.disks.push_back({.source_path = d});
+      }
+      for (const auto& n : a.all("network")) {
+        spec.nics.push_back({.source = n});
+      }
+      auto info = hv->define_vm(spec);
+      s = info.status();
+      if (info.ok()) {
+        out.vms.push_back(std::move(*info));
+      }
+    } else if (v == "vm.start") {
+      s = hv->start_vm(vm());
+    } else if (v == "vm.shutdown") {
+      auto r = hv->shutdown_vm(vm(), {.timeout_ms = a.u64_or("timeout_ms", 60'000),
+                                      .force_off_after_timeout = a.boolean_or("force", false)});
+      s = r.status();
+    } else if (v == "vm.destroy") {
+      s = hv->destroy_vm(vm());
+    } else if (v == "vm.reboot") {
+      s = hv->reboot_vm(vm());
+    } else if (v == "vm.reset") {
+      s = hv->reset_vm(vm());
+    } else if (v == "vm.suspend") {
+      s = hv->suspend_vm(vm());
+    } else if (v == "vm.resume") {
+      s = hv->resume_vm(vm());
+    } else if (v == "vm.undefine") {
+      s = hv->undefine_vm(vm(), {.force = a.boolean_or("force", false)});
+    } else if (v == "vm.autostart") {
+      s = hv->set_autostart(vm(), a.boolean_or("enabled", false));
+    } else if (v == "snapshot.create") {
+      auto r = hv->create_snapshot(vm(), {.name = a.text_or("name", ""), .description = a.text_or("description", "")});
+      s = r.status();
+      if (r.ok()) {
+        out.snapshots.push_back(std::move(*r));
+      }
+    } else if (v == "snapshot.list") {
+      auto r = hv->list_snapshots(vm());
+      s = r.status();
+      if (r.ok()) {
+        out.snapshots = std::move(*r);
+      }
+    } else if (v == "snapshot.revert") {
+      s = hv->revert_to_snapshot(vm(), a.text_or("name", ""));
+    } else if (v == "snapshot.delete") {
+      s = hv->delete_snapshot(vm(), a.text_or("name", ""));
+    } else {
+      s = unimplemented_error(fmt::format("verb '{}' is known but this agent cannot execute it", v));
+    }
+    out.status = s;
+    // Lifecycle events refresh the VM, but not every driver sends one for every change
+    // (autostart, snapshots): re-read what a VM verb touched.
+    if (v.starts_with("vm.") || v.starts_with("snapshot.")) {
+      const std::lock_guard lock(refresh_mutex);
+      if (auto info = hv->get_vm(vm()); info.ok()) {
+        dirty_vms.insert(info->uuid);
+      } else {
+        dirty_vms.insert("");  // a full pass below notices removals
+      }
+    }
+    refresh_cv.notify_all();
+    return out;
+  }
+
+  void stop() {
+    {
+      const std::lock_guard lock(queue_mutex);
+      if (stopping) {
+        return;
+      }
+      stopping = true;
+    }
+    queue_cv.notify_all();
+    events.reset();
+    {
+      const std::lock_guard lock(refresh_mutex);
+      refresh_stop = true;
+    }
+    refresh_cv.notify_all();
+    for (auto& w : workers) {
+      w.join();
+    }
+    if (refresher.joinable()) {
+      refresher.join();
+    }
+    if (link && !abandoned) {
+      (void)link->leave();
+    }
+    link.reset();
+    transport.reset();
+  }
+};
+
+Agent::Agent(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Agent::~Agent() {
+  if (impl_) {
+    impl_->stop();
+  }
+}
+
+Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
+  if (options.hypervisor.host_id.empty()) {
+    return invalid_argument_error("an agent needs a host id");
+  }
+  CLOUDMGR_RETURN_IF_ERROR(validate_host_id(options.hypervisor.host_id));
+  for (const auto& g : options.groups) {
+    CLOUDMGR_RETURN_IF_ERROR(validate_group_name(g));
+  }
+  if (options.state_dir.empty()) {
+    return invalid_argument_error("an agent needs a state directory");
+  }
+  if (options.refresh_ms < 100 || options.workers == 0) {
+    return invalid_argument_error("refresh_ms must be at least 100 and workers at least 1");
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(options.state_dir, ec);
+  if (ec) {
+    return invalid_argument_error(
+        fmt::format("cannot create the state directory '{}': {}", options.state_dir, ec.message()));
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  Impl& a = *impl;
+  a.groups_path = a.options.state_dir + "/groups.json";
+  auto persisted = load_groups(a.groups_path);
+  if (persisted.ok()) {
+    a.groups = std::move(*persisted);
+  } else if (persisted.status().code() == StatusCode::kNotFound) {
+    a.groups = normalized(a.options.groups);
+    CLOUDMGR_RETURN_IF_ERROR(write_file_atomically(a.groups_path, nlohmann::json{{"groups", a.groups}}.dump(2) + "\n"));
+  } else {
+    return persisted.status();
+  }
+  CLOUDMGR_ASSIGN_OR_RETURN(a.journal, CommandJournal::open(a.options.state_dir + "/commands.jsonl"));
+  CLOUDMGR_ASSIGN_OR_RETURN(a.hv, Hypervisor::open(a.options.hypervisor));
+  CLOUDMGR_ASSIGN_OR_RETURN(a.transport, spi::open_transport(a.options.transport));
+  Impl* self = impl.get();
+  CLOUDMGR_ASSIGN_OR_RETURN(
+      a.link, a.transport->open_agent(a.host_id(), a.groups, {.on_command = [self](const Command& c) { self->enqueue(c); }}));
+  auto sub = a.hv->subscribe_lifecycle([self](const VmEvent& e) { self->on_event(e); });
+  if (sub.ok()) {
+    a.events = std::move(*sub);
+  } else if (sub.status().code() != StatusCode::kUnimplemented) {
+    return sub.status();
+  }
+  CLOUDMGR_RETURN_IF_ERROR(a.sync_all());
+  CLOUDMGR_RETURN_IF_ERROR(a.publish_host());
+  for (std::uint32_t i = 0; i < a.options.workers; ++i) {
+    a.workers.emplace_back([self] { self->worker_loop(); });
+  }
+  a.refresher = std::thread([self] { self->refresh_loop(); });
+  return std::unique_ptr<Agent>(new Agent(std::move(impl)));
+}
+
+const std::string& Agent::host_id() const noexcept { return impl_->host_id(); }
+std::vector<std::string> Agent::groups() const { return impl_->current_groups(); }
+std::uint64_t Agent::commands_executed() const noexcept { return impl_->executed.load(); }
+
+void Agent::abandon() {
+  impl_->abandoned = true;
+  impl_->stop();
+}
+
+}  // namespace cloudmgr

@@ -1,0 +1,325 @@
+// Agent and Manager together over the in-process transport, each agent on its own
+// simulated host (tests/data/hosts/node-small.xml: db1 running, batch1 shut off).
+// The same scenarios run over DDS with agents as separate processes in tests/cloud/.
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+#include "cloudmgr/agent.h"
+#include "cloudmgr/manager.h"
+
+namespace cloudmgr {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+std::atomic<std::uint32_t> g_domain{1};
+
+class CloudTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    domain_ = g_domain++;
+    root_ = fs::temp_directory_path() / fmt("cloudmgr-agent-test-", getpid(), "-", domain_);
+    fs::remove_all(root_);
+  }
+  void TearDown() override {
+    agents_.clear();
+    manager_.reset();
+    fs::remove_all(root_);
+  }
+
+  template <typename... T>
+  static std::string fmt(const T&... parts) {
+    std::string out;
+    ((out += to_text(parts)), ...);
+    return out;
+  }
+  static std::string to_text(const std::string& s) { return s; }
+  static std::string to_text(const char* s) { return s; }
+  template <typename N>
+  static std::string to_text(N n) {
+    return std::to_string(n);
+  }
+
+  spi::TransportConfig transport() const {
+    spi::TransportConfig t;
+    t.kind = "inproc";
+    t.domain_id = domain_;
+    return t;
+  }
+
+  AgentOptions agent_options(const std::string& id, std::vector<std::string> groups) {
+    AgentOptions o;
+    o.hypervisor.uri = std::string("test://") + CLOUDMGR_TEST_DATA_DIR + "/hosts/node-small.xml";
+    o.hypervisor.host_id = id;
+    o.groups = std::move(groups);
+    o.state_dir = (root_ / id).string();
+    o.transport = transport();
+    o.refresh_ms = 500;
+    return o;
+  }
+
+  Agent& start_agent(const std::string& id, std::vector<std::string> groups = {}) {
+    auto a = Agent::start(agent_options(id, std::move(groups)));
+    EXPECT_TRUE(a.ok()) << a.status();
+    agents_[id] = std::move(*a);
+    return *agents_[id];
+  }
+
+  Manager& manager() {
+    if (!manager_) {
+      auto m = Manager::open({.transport = transport(), .name = "test-manager"});
+      EXPECT_TRUE(m.ok()) << m.status();
+      manager_ = std::move(*m);
+    }
+    return *manager_;
+  }
+
+  static const HostResult& result_for(const CommandResult& r, const std::string& host) {
+    for (const auto& h : r.hosts) {
+      if (h.host_id == host) {
+        return h;
+      }
+    }
+    static const HostResult kNone;
+    ADD_FAILURE() << "no result for " << host;
+    return kNone;
+  }
+
+  std::uint32_t domain_ = 0;
+  fs::path root_;
+  std::map<std::string, std::unique_ptr<Agent>> agents_;
+  std::unique_ptr<Manager> manager_;
+};
+
+TEST_F(CloudTest, ManagerSeesHostsAndVmsPublishedBeforeItStarted) {
+  start_agent("node1", {"web"});
+  start_agent("node2", {"db"});
+  ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(5000)).ok());
+  auto hosts = manager().hosts();
+  ASSERT_EQ(hosts.size(), 2U);
+  EXPECT_EQ(hosts[0].view.info.id, "node1");
+  EXPECT_EQ(hosts[0].view.info.cpu.logical_cpus, 8U);
+  EXPECT_EQ(hosts[0].view.groups, std::vector<std::string>{"web"});
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.vms().size() == 4; }, milliseconds(5000)).ok());
+  auto node1_vms = manager().vms("node1");
+  ASSERT_EQ(node1_vms.size(), 2U);
+  EXPECT_EQ(node1_vms[0].vm.name, "batch1");
+  EXPECT_EQ(node1_vms[1].vm.name, "db1");
+  EXPECT_EQ(manager().vms(std::nullopt, "db").size(), 2U);
+  auto groups = manager().groups();
+  EXPECT_EQ(groups["web"], std::vector<std::string>{"node1"});
+}
+
+TEST_F(CloudTest, CommandToOneHostRunsThereOnly) {
+  start_agent("node1");
+  start_agent("node2");
+  ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(5000)).ok());
+  auto r = manager().execute(Target::host("node2"), "vm.start", {{"vm", "batch1"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->hosts.size(), 1U);
+  EXPECT_EQ(r->hosts[0].host_id, "node2");
+  EXPECT_EQ(r->hosts[0].outcome, HostResult::Outcome::kOk) << r->hosts[0].status;
+  // The VM's new state reaches the manager; node1's copy is untouched.
+  ASSERT_TRUE(manager()
+                  .wait_until(
+                      [](const Manager& m) {
+                        for (const auto& v : m.vms("node2")) {
+                          if (v.vm.name == "batch1") return v.vm.state == VmState::kRunning;
+                        }
+                        return false;
+                      },
+                      milliseconds(5000))
+                  .ok());
+  for (const auto& v : manager().vms("node1")) {
+    if (v.vm.name == "batch1") {
+      EXPECT_EQ(v.vm.state, VmState::kShutOff);
+    }
+  }
+  EXPECT_EQ(agents_["node1"]->commands_executed(), 0U);
+  EXPECT_EQ(agents_["node2"]->commands_executed(), 1U);
+}
+
+TEST_F(CloudTest, GroupAndAllCommandsWithPerHostResults) {
+  start_agent("node1", {"web"});
+  start_agent("node2", {"web"});
+  start_agent("node3", {"db"});
+  ASSERT_TRUE(manager().wait_for_hosts(3, milliseconds(5000)).ok());
+  std::atomic<int> progress{0};
+  auto r = manager().execute(Target::group("web"), "vm.suspend", {{"vm", "db1"}},
+                             {.on_progress = [&](const HostResult&, std::size_t, std::size_t) { ++progress; }});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->hosts.size(), 2U);
+  EXPECT_TRUE(r->all_ok());
+  EXPECT_EQ(progress, 2);
+  EXPECT_EQ(agents_["node3"]->commands_executed(), 0U);
+  // To all: web hosts have db1 paused now, so suspending again fails there only.
+  auto all = manager().execute(Target::all(), "vm.suspend", {{"vm", "db1"}});
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->hosts.size(), 3U);
+  EXPECT_EQ(result_for(*all, "node1").outcome, HostResult::Outcome::kError);
+  EXPECT_EQ(result_for(*all, "node1").status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(result_for(*all, "node3").outcome, HostResult::Outcome::kOk);
+  // Payloads come back: a process list and a snapshot list.
+  auto ps = manager().execute(Target::host("node3"), "host.ps", {});
+  ASSERT_TRUE(ps.ok());
+  EXPECT_FALSE(ps->hosts[0].reply.processes.empty());
+}
+
+TEST_F(CloudTest, BadCommandsAreRefusedBeforeSending) {
+  start_agent("node1", {"web"});
+  ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());
+  EXPECT_EQ(manager().execute(Target::host("ghost"), "vm.start", {{"vm", "a"}}).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(manager().execute(Target::group("nobody"), "vm.start", {{"vm", "a"}}).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(manager().execute(Target::host("node1"), "vm.fly", {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(manager().execute(Target::host("node1"), "vm.start", {}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(manager().execute(Target::host("node1"), "vm.shutdown", {{"vm", "a"}, {"timeout_ms", "-1"}}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(agents_["node1"]->commands_executed(), 0U);
+  // Unknown VM: the host answers NOT_FOUND.
+  auto r = manager().execute(Target::host("node1"), "vm.start", {{"vm", "ghost"}});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->hosts[0].status.code(), StatusCode::kNotFound);
+}
+
+TEST_F(CloudTest, GroupsChangeAtRunTimeAndPersistAcrossRestarts) {
+  start_agent("node1");
+  start_agent("node2");
+  ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(5000)).ok());
+  for (const char* h : {"node1", "node2"}) {
+    auto r = manager().execute(Target::host(h), "group.join", {{"group", "web"}});
+    ASSERT_TRUE(r.ok() && r->all_ok());
+  }
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 2; }, milliseconds(5000)).ok());
+  auto web = manager().execute(Target::group("web"), "host.info", {});
+  ASSERT_TRUE(web.ok());
+  EXPECT_EQ(web->hosts.size(), 2U);
+  EXPECT_TRUE(web->all_ok());
+  auto leave = manager().execute(Target::host("node2"), "group.leave", {{"group", "web"}});
+  ASSERT_TRUE(leave.ok() && leave->all_ok());
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 1; }, milliseconds(5000)).ok());
+  // Restart node1: it comes back in "web", from its state directory, not from its options.
+  agents_.erase("node1");
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return !m.host("node1"); }, milliseconds(5000)).ok());
+  start_agent("node1", {"other"});
+  EXPECT_EQ(agents_["node1"]->groups(), std::vector<std::string>{"web"});
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 1; }, milliseconds(5000)).ok());
+  EXPECT_EQ(manager().groups()["web"], std::vector<std::string>{"node1"});
+}
+
+TEST_F(CloudTest, DeadAgentIsNoReplyAndLeavesTheHostList) {
+  start_agent("node1");
+  start_agent("node2");
+  ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(5000)).ok());
+  agents_["node2"]->abandon();  // as a crash looks: no clean leave
+  auto r = manager().execute(Target::all(), "host.info", {}, {.timeout = milliseconds(2000)});
+  ASSERT_TRUE(r.ok());
+  // node2 may still have been expected (its loss not yet seen) or already gone.
+  for (const auto& h : r->hosts) {
+    if (h.host_id == "node2") {
+      EXPECT_EQ(h.outcome, HostResult::Outcome::kNoReply);
+    } else {
+      EXPECT_EQ(h.outcome, HostResult::Outcome::kOk);
+    }
+  }
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return !m.host("node2"); }, milliseconds(5000)).ok());
+  EXPECT_TRUE(manager().vms("node2").empty());
+}
+
+TEST_F(CloudTest, CleanStopDisposesHostAndVms) {
+  start_agent("node1");
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.vms("node1").size() == 2; }, milliseconds(5000)).ok());
+  agents_.clear();
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.hosts().empty() && m.vms().empty(); }, milliseconds(5000)).ok());
+}
+
+// Duplicate delivery (a retransmission, a second manager replaying an id) runs once; the
+// journal keeps that true across an agent restart.
+TEST_F(CloudTest, DuplicateCommandIdsExecuteOnceEvenAfterRestart) {
+  start_agent("node1");
+  ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());
+  // Drive an agent link directly, with a fixed command id.
+  auto t = spi::open_transport(transport());
+  ASSERT_TRUE(t.ok());
+  std::mutex mu;
+  std::vector<CommandReply> replies;
+  spi::ManagerCallbacks cb;
+  cb.on_reply = [&](const CommandReply& r) {
+    const std::lock_guard lock(mu);
+    replies.push_back(r);
+  };
+  auto link = (*t)->open_manager("raw", cb);
+  ASSERT_TRUE(link.ok());
+  Command c{.id = "11111111-2222-4333-8444-555555555555",
+            .issuer = "raw",
+            .target = Target::host("node1"),
+            .verb = "vm.start",
+            .arguments = {{"vm", "batch1"}},
+            .issued_ns = now_ns(),
+            .deadline_ns = now_ns() + 60'000'000'000LL};
+  auto wait_replies = [&](std::size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        const std::lock_guard lock(mu);
+        if (replies.size() >= n) return true;
+      }
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE(wait_replies(1));
+  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE(wait_replies(2));
+  EXPECT_EQ(agents_["node1"]->commands_executed(), 1U);
+  {
+    const std::lock_guard lock(mu);
+    EXPECT_TRUE(replies[0].status.ok()) << replies[0].status;
+    EXPECT_TRUE(replies[1].status.ok()) << replies[1].status;  // the first outcome, repeated
+  }
+  // Restart: the journal in the state directory still knows the id.
+  agents_.erase("node1");
+  start_agent("node1");
+  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE(wait_replies(3));
+  EXPECT_EQ(agents_["node1"]->commands_executed(), 0U);
+  // An expired command is rejected and not executed.
+  Command late = c;
+  late.id = random_uuid();
+  late.deadline_ns = now_ns() - 1'000'000'000LL;
+  ASSERT_TRUE((*link)->send(late, {"node1"}).ok());
+  ASSERT_TRUE(wait_replies(4));
+  {
+    const std::lock_guard lock(mu);
+    EXPECT_EQ(replies[3].status.code(), StatusCode::kDeadlineExceeded) << replies[3].status;
+  }
+  EXPECT_EQ(agents_["node1"]->commands_executed(), 0U);
+  link->reset();
+}
+
+TEST_F(CloudTest, AgentOptionsAreValidated) {
+  auto o = agent_options("bad id", {});
+  EXPECT_EQ(Agent::start(o).status().code(), StatusCode::kInvalidArgument);
+  o = agent_options("node1", {"bad group"});
+  EXPECT_EQ(Agent::start(o).status().code(), StatusCode::kInvalidArgument);
+  o = agent_options("node1", {});
+  o.state_dir.clear();
+  EXPECT_EQ(Agent::start(o).status().code(), StatusCode::kInvalidArgument);
+  o = agent_options("node1", {});
+  fs::create_directories(root_ / "node1");
+  std::ofstream(root_ / "node1" / "groups.json") << "{\"groups\": [\"a b\"]}";
+  auto bad = Agent::start(o);
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("groups.json"), std::string::npos) << bad.status();
+}
+
+}  // namespace
+}  // namespace cloudmgr

@@ -1,0 +1,606 @@
+// Tests of the Fast DDS transport: two or more participants in this process, each test in its
+// own DDS domain (100-140) so that test binaries can run in parallel; every participant keeps its
+// traffic on 127.0.0.1 (and shared memory). Waits are generous; no test asserts a tight time.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "cloudmgr/cloud.h"
+#include "cloudmgr/spi/transport.h"
+#include "transport/dds/wire_convert.h"
+
+namespace cloudmgr::dds {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+constexpr auto kWait = seconds(10);
+
+spi::TransportConfig test_config(std::uint32_t domain, std::uint32_t lease_ms = 6000, std::uint32_t announce_ms = 500) {
+  spi::TransportConfig c;
+  c.kind = "dds";
+  c.domain_id = domain;
+  c.interfaces = {"127.0.0.1"};
+  c.shared_memory = true;
+  c.agent_lease_ms = lease_ms;
+  c.announce_period_ms = announce_ms;
+  return c;
+}
+
+std::unique_ptr<spi::Transport> open(const spi::TransportConfig& c) {
+  auto t = spi::open_transport(c);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? std::move(t).value() : nullptr;
+}
+
+// A condition variable with a predicate over state guarded by one mutex.
+class Waiter {
+ public:
+  template <typename F>
+  void update(F&& f) {
+    {
+      const std::lock_guard lock(mutex_);
+      f();
+    }
+    cv_.notify_all();
+  }
+  template <typename P>
+  bool wait(P&& pred, std::chrono::milliseconds timeout = kWait) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, std::forward<P>(pred));
+  }
+  template <typename F>
+  auto read(F&& f) {
+    const std::lock_guard lock(mutex_);
+    return f();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+};
+
+// Everything a manager link reports.
+struct ManagerLog {
+  Waiter w;
+  std::map<std::string, HostView> hosts;
+  std::vector<std::pair<std::string, bool>> gone;
+  std::map<std::string, VmView> vms;  // by uuid
+  std::vector<std::string> vms_gone;
+  std::vector<CommandReply> replies;
+
+  spi::ManagerCallbacks callbacks() {
+    spi::ManagerCallbacks cb;
+    cb.on_host = [this](const HostView& h) { w.update([&] { hosts[h.info.id] = h; }); };
+    cb.on_host_gone = [this](const std::string& id, bool clean) {
+      w.update([&] {
+        gone.emplace_back(id, clean);
+        hosts.erase(id);
+      });
+    };
+    cb.on_vm = [this](const VmView& v) { w.update([&] { vms[v.vm.uuid] = v; }); };
+    cb.on_vm_gone = [this](const std::string&, const std::string& uuid) {
+      w.update([&] {
+        vms_gone.push_back(uuid);
+        vms.erase(uuid);
+      });
+    };
+    cb.on_reply = [this](const CommandReply& r) { w.update([&] { replies.push_back(r); }); };
+    return cb;
+  }
+
+  bool has_host(const std::string& id) {
+    return w.wait([&] { return hosts.count(id) > 0; });
+  }
+  bool has_reply(const std::string& command_id, const std::string& host) {
+    return w.wait([&] {
+      return std::any_of(replies.begin(), replies.end(),
+                         [&](const CommandReply& r) { return r.command_id == command_id && r.host_id == host; });
+    });
+  }
+};
+
+// An agent: its transport, its link, the commands it received; replies OK to each.
+struct TestAgent {
+  std::string id;
+  std::unique_ptr<spi::Transport> transport;
+  std::unique_ptr<spi::AgentLink> link;
+  std::atomic<spi::AgentLink*> link_for_replies{nullptr};
+  Waiter w;
+  std::vector<Command> commands;
+  std::function<CommandReply(const Command&)> make_reply;
+
+  TestAgent(const spi::TransportConfig& c, std::string host_id, std::vector<std::string> groups)
+      : id(std::move(host_id)), transport(open(c)) {
+    if (!transport) {
+      return;
+    }
+    spi::AgentCallbacks cb;
+    cb.on_command = [this](const Command& command) {
+      w.update([&] { commands.push_back(command); });
+      spi::AgentLink* l = link_for_replies.load();
+      if (l != nullptr) {
+        CommandReply r;
+        if (make_reply) {
+          r = make_reply(command);
+        }
+        r.command_id = command.id;
+        r.host_id = id;
+        r.completed_ns = now_ns();
+        EXPECT_TRUE(l->reply(r).ok());
+      }
+    };
+    auto l = transport->open_agent(id, groups, std::move(cb));
+    EXPECT_TRUE(l.ok()) << l.status();
+    if (l.ok()) {
+      link = std::move(l).value();
+      link_for_replies = link.get();
+    }
+  }
+  ~TestAgent() {
+    link_for_replies = nullptr;
+    link.reset();
+    transport.reset();
+  }
+  TestAgent(const TestAgent&) = delete;
+  TestAgent& operator=(const TestAgent&) = delete;
+
+  Status publish(const std::vector<std::string>& groups) {
+    HostView h;
+    h.info.id = id;
+    h.info.hostname = id + ".example";
+    h.info.hypervisor = "QEMU";
+    h.info.cpu.logical_cpus = 8;
+    h.groups = groups;
+    h.updated_ns = now_ns();
+    return link->publish_host(h);
+  }
+  bool received(const std::string& command_id) {
+    return w.wait([&] { return has(command_id); });
+  }
+  bool has(const std::string& command_id) {
+    return std::any_of(commands.begin(), commands.end(), [&](const Command& c) { return c.id == command_id; });
+  }
+  bool ever_received(const std::string& command_id) {
+    return w.read([&] { return has(command_id); });
+  }
+};
+
+struct TestManager {
+  std::unique_ptr<spi::Transport> transport;
+  ManagerLog log;
+  std::unique_ptr<spi::ManagerLink> link;
+
+  explicit TestManager(const spi::TransportConfig& c) : transport(open(c)) {
+    if (!transport) {
+      return;
+    }
+    auto l = transport->open_manager("mgr", log.callbacks());
+    EXPECT_TRUE(l.ok()) << l.status();
+    if (l.ok()) {
+      link = std::move(l).value();
+    }
+  }
+  ~TestManager() {
+    link.reset();
+    transport.reset();
+  }
+  TestManager(const TestManager&) = delete;
+  TestManager& operator=(const TestManager&) = delete;
+
+  Status send(const std::string& id, Target target, std::vector<std::string> expected) {
+    Command c;
+    c.id = id;
+    c.issuer = "mgr";
+    c.target = std::move(target);
+    c.verb = "host.ps";
+    c.arguments = {{"limit", "10"}};
+    c.issued_ns = now_ns();
+    c.deadline_ns = c.issued_ns + 10'000'000'000;
+    return link->send(c, expected);
+  }
+};
+
+VmInfo sample_vm(const std::string& uuid, const std::string& name) {
+  VmInfo vm;
+  vm.uuid = uuid;
+  vm.name = name;
+  vm.state = VmState::kRunning;
+  vm.state_reason = "booted";
+  vm.vcpus = 2;
+  vm.max_vcpus = 4;
+  vm.memory_bytes = 512ULL << 20;
+  vm.max_memory_bytes = 1ULL << 30;
+  vm.cpu_time_ns = 123456789;
+  vm.persistent = true;
+  vm.autostart = true;
+  vm.description = "a test VM";
+  vm.disks = {{"vda", "/var/lib/images/" + name + ".qcow2", "disk", "virtio", "qcow2", false},
+              {"sda", "", "cdrom", "sata", "raw", true}};
+  vm.nics = {{"52:54:00:12:34:56", "network", "default", "virtio"}};
+  return vm;
+}
+
+std::string uuid_n(int n) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "00000000-0000-4000-8000-%012d", n);
+  return buf;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire conversion
+
+TEST(DdsWireConvert, VmStateRoundTrip) {
+  for (VmState s : {VmState::kUnknown, VmState::kRunning, VmState::kPaused, VmState::kShuttingDown, VmState::kShutOff,
+                    VmState::kCrashed, VmState::kPmSuspended}) {
+    EXPECT_EQ(from_wire(to_wire(s)), s);
+  }
+  // The numbering is part of the contract.
+  EXPECT_EQ(static_cast<int>(to_wire(VmState::kPmSuspended)), 6);
+  EXPECT_EQ(static_cast<int>(to_wire(VmState::kShutOff)), 4);
+}
+
+TEST(DdsWireConvert, HostEveryField) {
+  HostView h;
+  h.info = HostInfo{.id = "node1",
+                    .hostname = "node1.example",
+                    .hypervisor = "QEMU",
+                    .hypervisor_version = "7.2.0",
+                    .uri = "qemu:///system",
+                    .cpu = {"EPYC", 64, 2400, 2, 1, 16, 2},
+                    .memory_bytes = 1ULL << 40,
+                    .free_memory_bytes = 1ULL << 39,
+                    .vcpus_allocated = 12,
+                    .memory_allocated_bytes = 3ULL << 30,
+                    .vms_defined = 9,
+                    .vms_active = 7};
+  h.groups = {"db", "web"};
+  h.agent_version = "0.1.0";
+  h.agent_started_ns = 1'700'000'000'000'000'000;
+  h.updated_ns = 1'700'000'001'000'000'000;
+  EXPECT_EQ(from_wire(to_wire(h)), h);
+}
+
+TEST(DdsWireConvert, VmEveryField) {
+  VmView v{.host_id = "node1", .vm = sample_vm(uuid_n(1), "web1"), .updated_ns = 42};
+  EXPECT_EQ(from_wire(to_wire(v)), v);
+  for (VmState s : {VmState::kPaused, VmState::kCrashed}) {
+    v.vm.state = s;
+    EXPECT_EQ(from_wire(to_wire(v)), v);
+  }
+}
+
+TEST(DdsWireConvert, CommandEveryField) {
+  for (const Target& t : {Target::host("node1"), Target::group("web"), Target::all()}) {
+    Command c{.id = uuid_n(7),
+              .issuer = "mgr",
+              .target = t,
+              .verb = "vm.start",
+              .arguments = {{"vm", "web1"}, {"force", "true"}},
+              .issued_ns = 5,
+              .deadline_ns = 6};
+    wire::Command w = to_wire(c);
+    EXPECT_EQ(w.target(), t.partition());
+    auto back = from_wire(w);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, c);
+  }
+  wire::Command bad;
+  bad.target("nowhere");
+  EXPECT_EQ(from_wire(bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+CommandReply full_reply(const std::string& command_id, const std::string& host) {
+  CommandReply r;
+  r.command_id = command_id;
+  r.host_id = host;
+  r.status = not_found_error("domain 'web9' not found");
+  r.completed_ns = 77;
+  r.processes = {ProcessInfo{.pid = 1,
+                             .ppid = 0,
+                             .name = "init",
+                             .state = 'S',
+                             .uid = 0,
+                             .user = "root",
+                             .threads = 1,
+                             .rss_bytes = 4096,
+                             .vsize_bytes = 8192,
+                             .cpu_time_ns = 99,
+                             .start_time_ns = 100,
+                             .cmdline = "/sbin/init splash"},
+                 ProcessInfo{.pid = 42, .ppid = 1, .name = "kworker", .state = 'I', .uid = 0, .user = "root"}};
+  r.snapshots = {SnapshotInfo{.name = "s1",
+                              .description = "first",
+                              .parent = "",
+                              .creation_time_ns = 11,
+                              .vm_state = VmState::kShutOff,
+                              .current = false},
+                 SnapshotInfo{.name = "s2",
+                              .description = "second",
+                              .parent = "s1",
+                              .creation_time_ns = 12,
+                              .vm_state = VmState::kRunning,
+                              .current = true}};
+  r.vms = {sample_vm(uuid_n(3), "web3")};
+  return r;
+}
+
+void expect_same_reply(const CommandReply& a, const CommandReply& b) {
+  EXPECT_EQ(a.command_id, b.command_id);
+  EXPECT_EQ(a.host_id, b.host_id);
+  EXPECT_EQ(a.status, b.status);
+  EXPECT_EQ(a.completed_ns, b.completed_ns);
+  EXPECT_EQ(a.processes, b.processes);
+  EXPECT_EQ(a.snapshots, b.snapshots);
+  EXPECT_EQ(a.vms, b.vms);
+}
+
+TEST(DdsWireConvert, ReplyEveryField) {
+  CommandReply r = full_reply(uuid_n(9), "node1");
+  expect_same_reply(from_wire(to_wire(r)), r);
+  r.status = Status();
+  expect_same_reply(from_wire(to_wire(r)), r);
+
+  wire::CommandReply odd = to_wire(r);
+  odd.code(99);
+  odd.message("from the future");
+  const CommandReply back = from_wire(odd);
+  EXPECT_EQ(back.status.code(), StatusCode::kUnknown);
+  EXPECT_NE(back.status.message().find("99"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Over DDS
+
+TEST(DdsTransport, ManagerSeesHostsAndVmsIncludingLateManager) {
+  const auto c = test_config(101);
+  TestManager early(c);
+  TestAgent a(c, "node-a", {"web"});
+  ASSERT_TRUE(a.link);
+  ASSERT_TRUE(a.publish({"web"}).ok());
+  for (int i = 1; i <= 12; ++i) {  // more than Fast DDS's default 10 instances
+    ASSERT_TRUE(a.link->publish_vm({.host_id = "node-a", .vm = sample_vm(uuid_n(i), "vm" + std::to_string(i))}).ok());
+  }
+  ASSERT_TRUE(early.log.has_host("node-a"));
+  EXPECT_TRUE(early.log.w.wait([&] { return early.log.vms.size() == 12; }));
+  early.log.w.read([&] {
+    EXPECT_EQ(early.log.hosts["node-a"].groups, std::vector<std::string>{"web"});
+    EXPECT_EQ(early.log.vms[uuid_n(3)].vm, sample_vm(uuid_n(3), "vm3"));
+    EXPECT_EQ(early.log.vms[uuid_n(3)].host_id, "node-a");
+    return 0;
+  });
+
+  TestManager late(c);  // transient-local: the state already published arrives at once
+  ASSERT_TRUE(late.log.has_host("node-a"));
+  EXPECT_TRUE(late.log.w.wait([&] { return late.log.vms.size() == 12; }));
+}
+
+TEST(DdsTransport, HostCommandReachesOnlyThatHost) {
+  const auto c = test_config(102);
+  TestAgent a(c, "node-a", {});
+  TestAgent b(c, "node-b", {});
+  TestManager m(c);
+  ASSERT_TRUE(a.publish({}).ok());
+  ASSERT_TRUE(b.publish({}).ok());
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  ASSERT_TRUE(m.log.has_host("node-b"));
+
+  ASSERT_TRUE(m.send("cmd-a", Target::host("node-a"), {"node-a"}).ok());
+  EXPECT_TRUE(a.received("cmd-a"));
+  EXPECT_TRUE(m.log.has_reply("cmd-a", "node-a"));
+  // A later command to all reaches b; by then b has not seen cmd-a and never does.
+  ASSERT_TRUE(m.send("cmd-all", Target::all(), {"node-a", "node-b"}).ok());
+  EXPECT_TRUE(b.received("cmd-all"));
+  EXPECT_TRUE(a.received("cmd-all"));
+  EXPECT_TRUE(m.log.has_reply("cmd-all", "node-b"));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_FALSE(b.ever_received("cmd-a"));
+}
+
+TEST(DdsTransport, GroupCommandsFollowMembership) {
+  const auto c = test_config(103);
+  TestAgent a(c, "node-a", {"web"});
+  TestAgent b(c, "node-b", {"db"});
+  TestManager m(c);
+  ASSERT_TRUE(a.publish({"web"}).ok());
+  ASSERT_TRUE(b.publish({"db"}).ok());
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  ASSERT_TRUE(m.log.has_host("node-b"));
+
+  ASSERT_TRUE(m.send("web-1", Target::group("web"), {"node-a"}).ok());
+  EXPECT_TRUE(a.received("web-1"));
+  EXPECT_TRUE(m.log.has_reply("web-1", "node-a"));
+
+  // b joins web through set_groups, a leaves it through a new host record.
+  ASSERT_TRUE(b.link->set_groups({"db", "web"}).ok());
+  ASSERT_TRUE(a.publish({}).ok());
+  ASSERT_TRUE(m.send("web-2", Target::group("web"), {"node-b"}).ok());
+  EXPECT_TRUE(b.received("web-2"));
+  EXPECT_TRUE(m.log.has_reply("web-2", "node-b"));
+  // Probe a afterwards through its own partition: once that arrived, web-2 would have too.
+  ASSERT_TRUE(m.send("probe-a", Target::host("node-a"), {"node-a"}).ok());
+  EXPECT_TRUE(a.received("probe-a"));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_FALSE(a.ever_received("web-2"));
+  EXPECT_FALSE(b.ever_received("web-1"));
+  m.log.w.read([&] {
+    for (const auto& r : m.log.replies) {
+      EXPECT_FALSE(r.command_id == "web-2" && r.host_id == "node-a");
+    }
+    return 0;
+  });
+}
+
+TEST(DdsTransport, ReplyRoundTripIsFaithful) {
+  const auto c = test_config(104);
+  TestAgent a(c, "node-a", {});
+  // Large enough to need fragmentation (> 64 KiB).
+  CommandReply expected = full_reply("ps-1", "node-a");
+  for (int i = 0; i < 600; ++i) {
+    expected.processes.push_back(ProcessInfo{.pid = 1000 + i,
+                                             .ppid = 1,
+                                             .name = "worker",
+                                             .state = 'R',
+                                             .uid = 1000,
+                                             .user = "app",
+                                             .threads = 4,
+                                             .cmdline = std::string(200, 'x') + std::to_string(i)});
+  }
+  a.make_reply = [&](const Command&) { return expected; };
+  TestManager m(c);
+  ASSERT_TRUE(a.publish({}).ok());
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  ASSERT_TRUE(m.send("ps-1", Target::host("node-a"), {"node-a"}).ok());
+  ASSERT_TRUE(m.log.has_reply("ps-1", "node-a"));
+  m.log.w.read([&] {
+    CommandReply got = m.log.replies.front();
+    expected.completed_ns = got.completed_ns;  // stamped by the test agent
+    expect_same_reply(got, expected);
+    return 0;
+  });
+  a.w.read([&] {
+    EXPECT_EQ(a.commands.front().verb, "host.ps");
+    EXPECT_EQ(a.commands.front().issuer, "mgr");
+    EXPECT_EQ(a.commands.front().arguments, (Arguments{{"limit", "10"}}));
+    return 0;
+  });
+}
+
+TEST(DdsTransport, RemoveVmAndLeaveAreSeenAtOnce) {
+  const auto c = test_config(105);
+  TestManager m(c);
+  TestAgent a(c, "node-a", {});
+  ASSERT_TRUE(a.publish({}).ok());
+  ASSERT_TRUE(a.link->publish_vm({.host_id = "node-a", .vm = sample_vm(uuid_n(1), "vm1")}).ok());
+  ASSERT_TRUE(a.link->publish_vm({.host_id = "node-a", .vm = sample_vm(uuid_n(2), "vm2")}).ok());
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  ASSERT_TRUE(m.log.w.wait([&] { return m.log.vms.size() == 2; }));
+
+  ASSERT_TRUE(a.link->remove_vm(uuid_n(1)).ok());
+  EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms_gone == std::vector<std::string>{uuid_n(1)}; }));
+  EXPECT_TRUE(a.link->remove_vm(uuid_n(99)).ok());  // never published: nothing to do
+
+  ASSERT_TRUE(a.link->leave().ok());
+  EXPECT_TRUE(m.log.w.wait([&] { return !m.log.gone.empty(); }));
+  EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms_gone.size() == 2; }));
+  a.link.reset();  // the writers go too: no second "gone"
+  a.transport.reset();
+  std::this_thread::sleep_for(milliseconds(500));
+  m.log.w.read([&] {
+    EXPECT_EQ(m.log.gone, (std::vector<std::pair<std::string, bool>>{{"node-a", true}}));
+    EXPECT_TRUE(m.log.vms.empty());
+    return 0;
+  });
+}
+
+TEST(DdsTransport, AgentWithoutLeaveIsGoneUncleanly) {
+  const auto c = test_config(106, 2000, 500);
+  TestManager m(c);
+  {
+    TestAgent a(c, "node-a", {});
+    ASSERT_TRUE(a.publish({}).ok());
+    ASSERT_TRUE(a.link->publish_vm({.host_id = "node-a", .vm = sample_vm(uuid_n(1), "vm1")}).ok());
+    ASSERT_TRUE(m.log.has_host("node-a"));
+    ASSERT_TRUE(m.log.w.wait([&] { return m.log.vms.size() == 1; }));
+  }  // link and transport destroyed, no leave()
+  EXPECT_TRUE(m.log.w.wait([&] { return !m.log.gone.empty(); }, seconds(15)));
+  EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms_gone.size() == 1; }, seconds(15)));
+  m.log.w.read([&] {
+    EXPECT_EQ(m.log.gone, (std::vector<std::pair<std::string, bool>>{{"node-a", false}}));
+    return 0;
+  });
+}
+
+TEST(DdsTransport, ManyCommandsAndRepliesInARow) {
+  const auto c = test_config(107);
+  TestAgent a(c, "node-a", {"web"});
+  TestManager m(c);
+  ASSERT_TRUE(a.publish({"web"}).ok());
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  constexpr int kCommands = 30;  // the default resource limits stop at 10 instances
+  for (int i = 0; i < kCommands; ++i) {
+    const Target t = i % 2 == 0 ? Target::host("node-a") : Target::group("web");
+    ASSERT_TRUE(m.send("many-" + std::to_string(i), t, {"node-a"}).ok()) << i;
+  }
+  EXPECT_TRUE(m.log.w.wait([&] { return m.log.replies.size() == kCommands; }, seconds(20)));
+  m.log.w.read([&] {
+    std::set<std::string> ids;
+    for (const auto& r : m.log.replies) {
+      ids.insert(r.command_id);
+    }
+    EXPECT_EQ(ids.size(), static_cast<std::size_t>(kCommands));
+    return 0;
+  });
+  a.w.read([&] {
+    EXPECT_EQ(a.commands.size(), static_cast<std::size_t>(kCommands));
+    return 0;
+  });
+}
+
+TEST(DdsTransport, WorksWithoutSharedMemory) {
+  auto c = test_config(108);
+  c.shared_memory = false;
+  TestAgent a(c, "node-a", {});
+  TestManager m(c);
+  ASSERT_TRUE(a.publish({}).ok());
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  ASSERT_TRUE(m.send("noshm-1", Target::host("node-a"), {"node-a"}).ok());
+  EXPECT_TRUE(m.log.has_reply("noshm-1", "node-a"));
+}
+
+TEST(DdsTransport, StarDiscoveryWithUnicastPeers) {
+  auto c = test_config(109);
+  c.discovery = spi::TransportConfig::Discovery::kStar;
+  c.initial_peers = {"127.0.0.1"};
+  c.shared_memory = false;
+  TestManager m(c);
+  TestAgent a(c, "node-a", {});
+  TestAgent b(c, "node-b", {});
+  ASSERT_TRUE(a.publish({}).ok());
+  ASSERT_TRUE(b.publish({}).ok());
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  ASSERT_TRUE(m.log.has_host("node-b"));
+  ASSERT_TRUE(m.send("star-1", Target::all(), {"node-a", "node-b"}).ok());
+  EXPECT_TRUE(m.log.has_reply("star-1", "node-a"));
+  EXPECT_TRUE(m.log.has_reply("star-1", "node-b"));
+}
+
+TEST(DdsTransport, SendToAnUnreachableHostReturnsByTheDeadline) {
+  const auto c = test_config(110);
+  TestManager m(c);
+  Command cmd{.id = "nobody", .issuer = "mgr", .target = Target::host("ghost"), .verb = "host.ps"};
+  cmd.issued_ns = now_ns();
+  cmd.deadline_ns = cmd.issued_ns + 300'000'000;
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(m.link->send(cmd, {"ghost"}).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(5));
+}
+
+TEST(DdsTransport, RejectsBadInput) {
+  const auto c = test_config(111);
+  auto t = open(c);
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->open_agent("bad id!", {}, {}).status().code(), StatusCode::kInvalidArgument);
+  auto l = t->open_agent("node-a", {}, {});
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ((*l)->set_groups({"no spaces"}).code(), StatusCode::kInvalidArgument);
+  HostView other;
+  other.info.id = "node-b";
+  EXPECT_EQ((*l)->publish_host(other).code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace cloudmgr::dds
