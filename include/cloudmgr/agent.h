@@ -22,12 +22,12 @@
 namespace cloudmgr {
 
 struct AgentOptions {
-  HypervisorOptions hypervisor;      // hypervisor.host_id is required
-  std::vector<std::string> groups;   // initial groups, used when the state directory has none
-  std::string state_dir;             // created if missing; required
+  HypervisorOptions hypervisor;     // hypervisor.host_id is required
+  std::vector<std::string> groups;  // initial groups, used when the state directory has none
+  std::string state_dir;            // created if missing; required
   spi::TransportConfig transport;
-  std::uint32_t refresh_ms = 5000;   // full re-read of host and VM state
-  std::uint32_t workers = 4;         // commands executed at once
+  std::uint32_t refresh_ms = 5000;  // full re-read of host and VM state
+  std::uint32_t workers = 4;        // commands executed at once
 };
 
 // Owns its hypervisor connection, its transport link and its threads. Thread-safe.

@@ -21,7 +21,7 @@ struct HostView {
   std::vector<std::string> groups;  // sorted, unique
   std::string agent_version;
   std::int64_t agent_started_ns = 0;
-  std::int64_t updated_ns = 0;      // when the agent took this sample (its clock)
+  std::int64_t updated_ns = 0;  // when the agent took this sample (its clock)
 
   friend bool operator==(const HostView&, const HostView&) = default;
 };
@@ -62,10 +62,10 @@ using Arguments = std::vector<std::pair<std::string, std::string>>;
 
 // A command as it travels from a manager to agents.
 struct Command {
-  std::string id;       // unique (a random uuid); agents execute each id at most once
-  std::string issuer;   // the sending manager's name
+  std::string id;      // unique (a random uuid); agents execute each id at most once
+  std::string issuer;  // the sending manager's name
   Target target;
-  std::string verb;     // see docs/commands.md
+  std::string verb;  // see docs/commands.md
   Arguments arguments;
   std::int64_t issued_ns = 0;
   std::int64_t deadline_ns = 0;  // agents reject the command if it arrives later
@@ -77,11 +77,11 @@ struct Command {
 struct CommandReply {
   std::string command_id;
   std::string host_id;
-  Status status;                         // OK, or the error the host met
+  Status status;  // OK, or the error the host met
   std::int64_t completed_ns = 0;
-  std::vector<ProcessInfo> processes;    // "host.ps"
-  std::vector<SnapshotInfo> snapshots;   // "snapshot.list", "snapshot.create"
-  std::vector<VmInfo> vms;               // "vm.define", "vm.show"
+  std::vector<ProcessInfo> processes;   // "host.ps"
+  std::vector<SnapshotInfo> snapshots;  // "snapshot.list", "snapshot.create"
+  std::vector<VmInfo> vms;              // "vm.define", "vm.show"
 };
 
 // Nanoseconds since the Unix epoch, now.

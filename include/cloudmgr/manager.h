@@ -32,14 +32,14 @@ struct ManagerOptions {
 // One host's part of a command's result.
 struct HostResult {
   enum class Outcome : std::uint8_t {
-    kOk = 0,    // the host executed the command
-    kError,     // the host answered with an error (status says which)
-    kNoReply,   // the host did not answer before the deadline
+    kOk = 0,   // the host executed the command
+    kError,    // the host answered with an error (status says which)
+    kNoReply,  // the host did not answer before the deadline
   };
   std::string host_id;
   Outcome outcome = Outcome::kNoReply;
-  Status status;         // OK, the host's error, or DEADLINE_EXCEEDED for no reply
-  CommandReply reply;    // the reply's payload (processes, snapshots, vms) when one came
+  Status status;                // OK, the host's error, or DEADLINE_EXCEEDED for no reply
+  CommandReply reply;           // the reply's payload (processes, snapshots, vms) when one came
   std::int64_t latency_ns = 0;  // from send to reply, when one came
 };
 

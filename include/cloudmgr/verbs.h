@@ -13,11 +13,11 @@
 namespace cloudmgr {
 
 struct VerbSpec {
-  std::string_view name;                        // "vm.start"
-  std::string_view help;                        // one line
-  std::vector<std::string_view> required;       // argument names that must be present
-  std::vector<std::string_view> optional;       // argument names that may be present
-  std::vector<std::string_view> repeatable;     // of those, the ones that may appear more than once
+  std::string_view name;                     // "vm.start"
+  std::string_view help;                     // one line
+  std::vector<std::string_view> required;    // argument names that must be present
+  std::vector<std::string_view> optional;    // argument names that may be present
+  std::vector<std::string_view> repeatable;  // of those, the ones that may appear more than once
 };
 
 // Every verb, in a stable order.

@@ -77,8 +77,8 @@ struct Agent::Impl {
   mutable std::mutex groups_mutex;
   std::vector<std::string> groups;  // GUARDED_BY(groups_mutex)
 
-  std::mutex publish_mutex;                  // serializes publishing
-  std::map<std::string, VmInfo> published;   // GUARDED_BY(publish_mutex): uuid -> last published
+  std::mutex publish_mutex;                 // serializes publishing
+  std::map<std::string, VmInfo> published;  // GUARDED_BY(publish_mutex): uuid -> last published
 
   std::mutex queue_mutex;
   std::condition_variable queue_cv;
@@ -238,8 +238,8 @@ struct Agent::Impl {
     if (earlier->has_value()) {
       // Seen before: never execute twice. Answer with what happened the first time.
       const auto& e = **earlier;
-      reply.status = e.done ? e.status
-                            : aborted_error("this command began before the agent restarted and is not executed again");
+      reply.status =
+          e.done ? e.status : aborted_error("this command began before the agent restarted and is not executed again");
       send_reply(std::move(reply));
       return;
     }
@@ -457,7 +457,8 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
   CLOUDMGR_ASSIGN_OR_RETURN(a.transport, spi::open_transport(a.options.transport));
   Impl* self = impl.get();
   CLOUDMGR_ASSIGN_OR_RETURN(
-      a.link, a.transport->open_agent(a.host_id(), a.groups, {.on_command = [self](const Command& c) { self->enqueue(c); }}));
+      a.link,
+      a.transport->open_agent(a.host_id(), a.groups, {.on_command = [self](const Command& c) { self->enqueue(c); }}));
   auto sub = a.hv->subscribe_lifecycle([self](const VmEvent& e) { self->on_event(e); });
   if (sub.ok()) {
     a.events = std::move(*sub);

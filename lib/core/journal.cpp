@@ -133,14 +133,12 @@ Result<std::optional<CommandJournal::Entry>> CommandJournal::begin(const std::st
   if (auto it = entries_.find(id); it != entries_.end()) {
     return std::optional<Entry>(it->second);
   }
-  const std::string line = nlohmann::json{{"event", "begin"},
-                                          {"id", id},
-                                          {"verb", verb},
-                                          {"issuer", issuer},
-                                          {"deadline_ns", deadline_ns},
-                                          {"received_ns", now_ns()}}
-                               .dump() +
-                           "\n";
+  const std::string line =
+      nlohmann::json{
+          {"event", "begin"},       {"id", id}, {"verb", verb}, {"issuer", issuer}, {"deadline_ns", deadline_ns},
+          {"received_ns", now_ns()}}
+          .dump() +
+      "\n";
   if (Status s = append(line); !s.ok()) {
     return s;
   }

@@ -55,11 +55,11 @@ struct Manager::Impl {
   std::unique_ptr<spi::ManagerLink> link;
 
   mutable std::mutex mutex;
-  std::condition_variable changed;                              // any change of the view or of pending
-  std::map<std::string, HostEntry> hosts;                       // GUARDED_BY(mutex)
-  std::map<std::pair<std::string, std::string>, VmView> vms;    // GUARDED_BY(mutex)
-  std::map<std::string, std::shared_ptr<Pending>> pending;      // GUARDED_BY(mutex)
-  bool closing = false;                                         // GUARDED_BY(mutex)
+  std::condition_variable changed;                            // any change of the view or of pending
+  std::map<std::string, HostEntry> hosts;                     // GUARDED_BY(mutex)
+  std::map<std::pair<std::string, std::string>, VmView> vms;  // GUARDED_BY(mutex)
+  std::map<std::string, std::shared_ptr<Pending>> pending;    // GUARDED_BY(mutex)
+  bool closing = false;                                       // GUARDED_BY(mutex)
 
   std::deque<std::pair<Command, std::vector<std::string>>> outbox;  // GUARDED_BY(mutex)
   std::condition_variable outbox_cv;
@@ -208,8 +208,8 @@ struct Manager::Impl {
         for (auto& h : p->result.hosts) {
           if (!p->answered.contains(h.host_id)) {
             h.outcome = HostResult::Outcome::kNoReply;
-            h.status = deadline_exceeded_error(
-                fmt::format("no reply from host '{}' within {} ms", h.host_id, (p->deadline_ns - p->sent_ns) / 1'000'000));
+            h.status = deadline_exceeded_error(fmt::format("no reply from host '{}' within {} ms", h.host_id,
+                                                           (p->deadline_ns - p->sent_ns) / 1'000'000));
           }
         }
         it = pending.erase(it);
@@ -413,8 +413,8 @@ std::vector<VmView> Manager::vms(const std::optional<std::string>& host_id,
     }
     if (group) {
       auto h = impl_->hosts.find(v.host_id);
-      if (h == impl_->hosts.end() ||
-          std::find(h->second.view.groups.begin(), h->second.view.groups.end(), *group) == h->second.view.groups.end()) {
+      if (h == impl_->hosts.end() || std::find(h->second.view.groups.begin(), h->second.view.groups.end(), *group) ==
+                                         h->second.view.groups.end()) {
         continue;
       }
     }
@@ -459,8 +459,8 @@ Status Manager::wait_until(const std::function<bool(const Manager&)>& predicate,
 Status Manager::wait_for_hosts(std::size_t count, std::chrono::milliseconds timeout) {
   Status s = wait_until([count](const Manager& m) { return m.hosts().size() >= count; }, timeout);
   if (!s.ok()) {
-    return deadline_exceeded_error(fmt::format("{} of {} hosts online after {} ms", hosts().size(), count,
-                                               timeout.count()));
+    return deadline_exceeded_error(
+        fmt::format("{} of {} hosts online after {} ms", hosts().size(), count, timeout.count()));
   }
   return s;
 }

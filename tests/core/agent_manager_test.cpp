@@ -174,14 +174,14 @@ TEST_F(CloudTest, GroupAndAllCommandsWithPerHostResults) {
 TEST_F(CloudTest, BadCommandsAreRefusedBeforeSending) {
   start_agent("node1", {"web"});
   ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());
-  EXPECT_EQ(manager().execute(Target::host("ghost"), "vm.start", {{"vm", "a"}}).status().code(),
-            StatusCode::kNotFound);
+  EXPECT_EQ(manager().execute(Target::host("ghost"), "vm.start", {{"vm", "a"}}).status().code(), StatusCode::kNotFound);
   EXPECT_EQ(manager().execute(Target::group("nobody"), "vm.start", {{"vm", "a"}}).status().code(),
             StatusCode::kNotFound);
   EXPECT_EQ(manager().execute(Target::host("node1"), "vm.fly", {}).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(manager().execute(Target::host("node1"), "vm.start", {}).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(manager().execute(Target::host("node1"), "vm.shutdown", {{"vm", "a"}, {"timeout_ms", "-1"}}).status().code(),
-            StatusCode::kInvalidArgument);
+  EXPECT_EQ(
+      manager().execute(Target::host("node1"), "vm.shutdown", {{"vm", "a"}, {"timeout_ms", "-1"}}).status().code(),
+      StatusCode::kInvalidArgument);
   EXPECT_EQ(agents_["node1"]->commands_executed(), 0U);
   // Unknown VM: the host answers NOT_FOUND.
   auto r = manager().execute(Target::host("node1"), "vm.start", {{"vm", "ghost"}});
@@ -197,20 +197,23 @@ TEST_F(CloudTest, GroupsChangeAtRunTimeAndPersistAcrossRestarts) {
     auto r = manager().execute(Target::host(h), "group.join", {{"group", "web"}});
     ASSERT_TRUE(r.ok() && r->all_ok());
   }
-  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 2; }, milliseconds(5000)).ok());
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 2; }, milliseconds(5000)).ok());
   auto web = manager().execute(Target::group("web"), "host.info", {});
   ASSERT_TRUE(web.ok());
   EXPECT_EQ(web->hosts.size(), 2U);
   EXPECT_TRUE(web->all_ok());
   auto leave = manager().execute(Target::host("node2"), "group.leave", {{"group", "web"}});
   ASSERT_TRUE(leave.ok() && leave->all_ok());
-  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 1; }, milliseconds(5000)).ok());
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 1; }, milliseconds(5000)).ok());
   // Restart node1: it comes back in "web", from its state directory, not from its options.
   agents_.erase("node1");
   ASSERT_TRUE(manager().wait_until([](const Manager& m) { return !m.host("node1"); }, milliseconds(5000)).ok());
   start_agent("node1", {"other"});
   EXPECT_EQ(agents_["node1"]->groups(), std::vector<std::string>{"web"});
-  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 1; }, milliseconds(5000)).ok());
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.groups()["web"].size() == 1; }, milliseconds(5000)).ok());
   EXPECT_EQ(manager().groups()["web"], std::vector<std::string>{"node1"});
 }
 
@@ -235,10 +238,12 @@ TEST_F(CloudTest, DeadAgentIsNoReplyAndLeavesTheHostList) {
 
 TEST_F(CloudTest, CleanStopDisposesHostAndVms) {
   start_agent("node1");
-  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.vms("node1").size() == 2; }, milliseconds(5000)).ok());
-  agents_.clear();
   ASSERT_TRUE(
-      manager().wait_until([](const Manager& m) { return m.hosts().empty() && m.vms().empty(); }, milliseconds(5000)).ok());
+      manager().wait_until([](const Manager& m) { return m.vms("node1").size() == 2; }, milliseconds(5000)).ok());
+  agents_.clear();
+  ASSERT_TRUE(manager()
+                  .wait_until([](const Manager& m) { return m.hosts().empty() && m.vms().empty(); }, milliseconds(5000))
+                  .ok());
 }
 
 // Duplicate delivery (a retransmission, a second manager replaying an id) runs once; the

@@ -35,8 +35,9 @@ TEST(RandomUuid, IsAValidVersion4UuidAndUnique) {
 
 TEST(Verbs, ValidateCommandNamesTheProblem) {
   EXPECT_TRUE(validate_command("vm.start", {{"vm", "web1"}}).ok());
-  EXPECT_TRUE(validate_command("vm.define", {{"name", "a"}, {"memory_bytes", "67108864"}, {"disk", "/a"}, {"disk", "/b"}})
-                  .ok());
+  EXPECT_TRUE(
+      validate_command("vm.define", {{"name", "a"}, {"memory_bytes", "67108864"}, {"disk", "/a"}, {"disk", "/b"}})
+          .ok());
   auto expect = [](const Status& s, const std::string& text) {
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s;
     EXPECT_NE(s.message().find(text), std::string::npos) << s;

@@ -2,10 +2,15 @@
 // own DDS domain (100-140) so that test binaries can run in parallel; every participant keeps its
 // traffic on 127.0.0.1 (and shared memory). Waits are generous; no test asserts a tight time.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -20,6 +25,9 @@
 #include "cloudmgr/cloud.h"
 #include "cloudmgr/spi/transport.h"
 #include "transport/dds/wire_convert.h"
+#include <fastdds/dds/log/Log.hpp>
+
+extern char** environ;
 
 namespace cloudmgr::dds {
 namespace {
@@ -140,7 +148,9 @@ struct TestAgent {
         r.command_id = command.id;
         r.host_id = id;
         r.completed_ns = now_ns();
-        EXPECT_TRUE(l->reply(r).ok());
+        Status rs = l->reply(r);
+        std::fprintf(stderr, "%s reply %s -> %s\n", id.c_str(), command.id.c_str(), rs.to_string().c_str());
+        EXPECT_TRUE(rs.ok());
       }
     };
     auto l = transport->open_agent(id, groups, std::move(cb));
@@ -600,6 +610,104 @@ TEST(DdsTransport, RejectsBadInput) {
   HostView other;
   other.info.id = "node-b";
   EXPECT_EQ((*l)->publish_host(other).code(), StatusCode::kInvalidArgument);
+}
+
+// The agent half of CrashedAgentProcessIsGoneAfterItsLease, run in a child process (the test
+// binary executed again, never a bare fork): publishes node-x, answers commands, waits to be killed.
+TEST(DdsChild, DISABLED_AgentProcess) {
+  const char* domain = std::getenv("CLOUDMGR_DDS_CHILD_DOMAIN");
+  ASSERT_NE(domain, nullptr);
+  eprosima::fastdds::dds::Log::SetVerbosity(eprosima::fastdds::dds::Log::Kind::Info);
+  auto c = test_config(static_cast<std::uint32_t>(std::atoi(domain)), 2000, 500);
+  c.shared_memory = false;  // a killed process would leave its segments behind
+  TestAgent a(c, "node-x", {"web"});
+  ASSERT_TRUE(a.link);
+  // Replies carry the ids of every command received so far; "groups.set" sets the groups.
+  a.make_reply = [&a](const Command& command) {
+    CommandReply r;
+    if (command.verb == "groups.set") {
+      std::vector<std::string> groups;
+      for (const auto& [name, value] : command.arguments) {
+        groups.push_back(value);
+      }
+      std::fprintf(stderr, "CHILD set_groups start\n");
+      r.status = a.link->set_groups(groups);
+      std::fprintf(stderr, "CHILD set_groups done %s\n", r.status.to_string().c_str());
+    }
+    const std::string ids = a.w.read([&a] {
+      std::string out;
+      for (const auto& received : a.commands) {  // on_command appended this one before replying
+        out += received.id + ",";
+      }
+      return out;
+    });
+    r.status = Status(r.status.code(), r.status.ok() ? "" : r.status.message());
+    std::fprintf(stderr, "CHILD reply to %s ids %s\n", command.id.c_str(), ids.c_str());
+    r.snapshots.push_back(SnapshotInfo{.name = "received", .description = ids});
+    return r;
+  };
+  ASSERT_TRUE(a.publish({"web"}).ok());
+  ASSERT_TRUE(a.link->publish_vm({.host_id = "node-x", .vm = sample_vm(uuid_n(5), "vm5")}).ok());
+  std::this_thread::sleep_for(seconds(60));  // killed long before
+}
+
+TEST(DdsTransport, CrashedAgentProcessIsGoneAfterItsLease) {
+  eprosima::fastdds::dds::Log::SetVerbosity(eprosima::fastdds::dds::Log::Kind::Info);
+  constexpr std::uint32_t kDomain = 112;
+  auto c = test_config(kDomain, 2000, 500);
+  c.shared_memory = false;
+  TestManager m(c);
+
+  std::string filter = "--gtest_filter=DdsChild.DISABLED_AgentProcess";
+  std::string disabled = "--gtest_also_run_disabled_tests";
+  std::string self = "/proc/self/exe";
+  char* argv[] = {self.data(), filter.data(), disabled.data(), nullptr};
+  std::vector<std::string> env_storage{"CLOUDMGR_DDS_CHILD_DOMAIN=" + std::to_string(kDomain)};
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) {
+    envp.push_back(*e);
+  }
+  envp.push_back(env_storage[0].data());
+  envp.push_back(nullptr);
+  pid_t child = 0;
+  ASSERT_EQ(posix_spawn(&child, "/proc/self/exe", nullptr, nullptr, argv, envp.data()), 0);
+
+  const bool seen = m.log.has_host("node-x");
+  bool replied = false;
+  if (seen) {
+    EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms.size() == 1; }));
+    ASSERT_TRUE(m.send("x-1", Target::group("web"), {"node-x"}).ok());
+    replied = m.log.has_reply("x-1", "node-x");
+    // Over the network too, leaving a group stops its commands at once.
+    Command leave{.id = "x-2", .issuer = "mgr", .target = Target::host("node-x"), .verb = "groups.set"};
+    leave.deadline_ns = now_ns() + 10'000'000'000;
+    ASSERT_TRUE(m.link->send(leave, {"node-x"}).ok());
+    EXPECT_TRUE(m.log.has_reply("x-2", "node-x"));
+    ASSERT_TRUE(m.send("x-3", Target::group("web"), {}).ok());  // no wait: the writer may still match
+    ASSERT_TRUE(m.send("x-4", Target::host("node-x"), {"node-x"}).ok());
+    EXPECT_TRUE(m.log.has_reply("x-4", "node-x"));
+    m.log.w.read([&] {
+      for (const auto& r : m.log.replies) {
+        if (r.command_id == "x-4") {
+          EXPECT_EQ(r.snapshots.at(0).description, "x-1,x-2,x-4,");
+        }
+        EXPECT_NE(r.command_id, "x-3");
+      }
+      return 0;
+    });
+  }
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(seen);
+  EXPECT_TRUE(replied);
+  // Nobody disposes anything: the participant's lease (2 s) runs out.
+  EXPECT_TRUE(m.log.w.wait([&] { return !m.log.gone.empty(); }, seconds(15)));
+  EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms_gone.size() == 1; }, seconds(15)));
+  m.log.w.read([&] {
+    EXPECT_EQ(m.log.gone, (std::vector<std::pair<std::string, bool>>{{"node-x", false}}));
+    return 0;
+  });
 }
 
 }  // namespace

@@ -50,10 +50,9 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
   if (!j.is_object()) {
     return cloudmgr::invalid_argument_error(fmt::format("config file '{}' is not a JSON object", path));
   }
-  static const std::set<std::string> kKeys = {"host_id",     "uri",           "groups",        "state_dir",
-                                              "domain_id",   "interfaces",    "shared_memory", "discovery",
-                                              "initial_peers", "lease_ms",    "announce_ms",   "refresh_ms",
-                                              "allow_host_reboot", "reboot_command"};
+  static const std::set<std::string> kKeys = {
+      "host_id",   "uri",           "groups",   "state_dir",   "domain_id",  "interfaces",        "shared_memory",
+      "discovery", "initial_peers", "lease_ms", "announce_ms", "refresh_ms", "allow_host_reboot", "reboot_command"};
   try {
     for (const auto& [key, value] : j.items()) {
       if (!kKeys.contains(key)) {

@@ -78,9 +78,9 @@ class Session {
     std::size_t seen = m_->hosts().size();
     while (std::chrono::steady_clock::now() < end) {
       const auto settle = seen == 0 ? milliseconds(1000) : milliseconds(400);
-      const Status s = m_->wait_until([seen](const Manager& m) { return m.hosts().size() > seen; },
-                                      std::min(settle, std::chrono::duration_cast<milliseconds>(
-                                                           end - std::chrono::steady_clock::now())));
+      const Status s = m_->wait_until(
+          [seen](const Manager& m) { return m.hosts().size() > seen; },
+          std::min(settle, std::chrono::duration_cast<milliseconds>(end - std::chrono::steady_clock::now())));
       if (!s.ok()) {
         if (seen > 0) {
           break;
@@ -284,8 +284,8 @@ int cmd_vm_list(const Options& o, const std::string& host, const std::string& gr
       !st.ok()) {
     return fail(st);
   }
-  const auto vms = s.m().vms(host.empty() ? std::nullopt : std::optional(host),
-                             group.empty() ? std::nullopt : std::optional(group));
+  const auto vms =
+      s.m().vms(host.empty() ? std::nullopt : std::optional(host), group.empty() ? std::nullopt : std::optional(group));
   if (o.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& v : vms) {
@@ -510,9 +510,9 @@ int main(int argc, char** argv) {
     const char* help;
   };
   static constexpr Verb kVerbs[] = {
-      {"start", "vm.start", "start a VM"},          {"destroy", "vm.destroy", "power a VM off at once"},
+      {"start", "vm.start", "start a VM"},           {"destroy", "vm.destroy", "power a VM off at once"},
       {"reboot", "vm.reboot", "ask a VM to reboot"}, {"reset", "vm.reset", "hard-reset a VM"},
-      {"suspend", "vm.suspend", "pause a VM"},      {"resume", "vm.resume", "unpause a VM"},
+      {"suspend", "vm.suspend", "pause a VM"},       {"resume", "vm.resume", "unpause a VM"},
   };
   for (const Verb& v : kVerbs) {
     auto* cmd = vm->add_subcommand(v.name, v.help);
@@ -540,14 +540,17 @@ int main(int argc, char** argv) {
   undefine->add_option("name", name, "VM name or uuid")->required();
   add_where(undefine, where);
   undefine->add_flag("--force", force, "destroy the VM first if it is active");
-  undefine->callback([&] { rc = vm_verb(o, where, "vm.undefine", {{"vm", name}, {"force", force ? "true" : "false"}}); });
+  undefine->callback([&] {
+    rc = vm_verb(o, where, "vm.undefine", {{"vm", name}, {"force", force ? "true" : "false"}});
+  });
   std::string onoff;
   auto* autostart = vm->add_subcommand("autostart", "start a VM with its host, or not");
   autostart->add_option("name", name, "VM name or uuid")->required();
   autostart->add_option("on|off", onoff, "on or off")->required()->check(CLI::IsMember({"on", "off"}));
   add_where(autostart, where);
-  autostart->callback(
-      [&] { rc = vm_verb(o, where, "vm.autostart", {{"vm", name}, {"enabled", onoff == "on" ? "true" : "false"}}); });
+  autostart->callback([&] {
+    rc = vm_verb(o, where, "vm.autostart", {{"vm", name}, {"enabled", onoff == "on" ? "true" : "false"}});
+  });
 
   auto* group = app.add_subcommand("group", "groups of hosts");
   group->require_subcommand(1);
@@ -571,8 +574,9 @@ int main(int argc, char** argv) {
     t.print();
   });
   for (const char* which : {"add", "remove"}) {
-    auto* cmd = group->add_subcommand(
-        which, std::string(which) == "add" ? "add hosts to a group" : "remove hosts from a group (all when none given)");
+    auto* cmd =
+        group->add_subcommand(which, std::string(which) == "add" ? "add hosts to a group"
+                                                                 : "remove hosts from a group (all when none given)");
     cmd->add_option("group", gname, "group name")->required();
     auto* m = cmd->add_option("hosts", members, "host ids");
     if (std::string(which) == "add") {

@@ -154,9 +154,9 @@ int main(int argc, char** argv) {
     std::uint32_t vcpus;
     bool nic;
   };
-  const Wanted wanted[] = {{"web1", 4 * kGiB, 2, true},    {"web2", 4 * kGiB, 2, true},
-                           {"web3", 4 * kGiB, 2, true},    {"db1", 24 * kGiB, 8, true},
-                           {"cache1", 8 * kGiB, 4, false}, {"batch1", 16 * kGiB, 16, false}};
+  const Wanted wanted[] = {{"shop1", 4 * kGiB, 2, true},   {"shop2", 4 * kGiB, 2, true},
+                           {"shop3", 4 * kGiB, 2, true},   {"pg1", 24 * kGiB, 8, true},
+                           {"cache1", 8 * kGiB, 4, false}, {"etl1", 16 * kGiB, 16, false}};
   std::map<std::string, Hypervisor*> where;
   for (const auto& w : wanted) {
     VmSpec spec{.name = w.name, .vcpus = w.vcpus, .memory_bytes = w.memory};
@@ -188,31 +188,31 @@ int main(int argc, char** argv) {
   auto step = [](const std::string& what, const Status& s) {
     std::printf("  %-40s %s\n", what.c_str(), s.to_string().c_str());
   };
-  if (where.contains("web2")) {
-    step("suspend web2", where["web2"]->suspend_vm(VmRef::by_name("web2")));
+  if (where.contains("shop2")) {
+    step("suspend shop2", where["shop2"]->suspend_vm(VmRef::by_name("shop2")));
   }
-  if (where.contains("db1")) {
-    auto snap = where["db1"]->create_snapshot(VmRef::by_name("db1"), {.name = "before-upgrade", .description = "demo"});
-    step("snapshot db1 as before-upgrade", snap.status());
-    step("destroy db1", where["db1"]->destroy_vm(VmRef::by_name("db1")));
-    step("revert db1 to before-upgrade", where["db1"]->revert_to_snapshot(VmRef::by_name("db1"), "before-upgrade"));
+  if (where.contains("pg1")) {
+    auto snap = where["pg1"]->create_snapshot(VmRef::by_name("pg1"), {.name = "before-upgrade", .description = "demo"});
+    step("snapshot pg1 as before-upgrade", snap.status());
+    step("destroy pg1", where["pg1"]->destroy_vm(VmRef::by_name("pg1")));
+    step("revert pg1 to before-upgrade", where["pg1"]->revert_to_snapshot(VmRef::by_name("pg1"), "before-upgrade"));
   }
-  if (where.contains("web3")) {
-    auto out = where["web3"]->shutdown_vm(VmRef::by_name("web3"), {.timeout_ms = 5000});
-    step("shutdown web3 (graceful, 5 s timeout)", out.status());
-    step("autostart web3 on", where["web3"]->set_autostart(VmRef::by_name("web3"), true));
+  if (where.contains("shop3")) {
+    auto out = where["shop3"]->shutdown_vm(VmRef::by_name("shop3"), {.timeout_ms = 5000});
+    step("shutdown shop3 (graceful, 5 s timeout)", out.status());
+    step("autostart shop3 on", where["shop3"]->set_autostart(VmRef::by_name("shop3"), true));
   }
   print_vms(hosts);
 
   section("bad requests are refused with a reason, and change nothing");
-  Hypervisor& first = where.contains("web1") ? *where["web1"] : *hosts.front().hv;
-  step("define 'web1' again on its host", first.define_vm({.name = "web1", .memory_bytes = 64 * kMiB}).status());
+  Hypervisor& first = where.contains("shop1") ? *where["shop1"] : *hosts.front().hv;
+  step("define 'shop1' again on its host", first.define_vm({.name = "shop1", .memory_bytes = 64 * kMiB}).status());
   step("define 'bad name!'", first.define_vm({.name = "bad name!", .memory_bytes = 64 * kMiB}).status());
   step("define with 1 MiB of memory", first.define_vm({.name = "tiny", .memory_bytes = kMiB}).status());
   step("start unknown VM 'ghost'", first.start_vm(VmRef::by_name("ghost")));
-  if (where.contains("web1")) {
-    step("start web1 (already running)", where["web1"]->start_vm(VmRef::by_name("web1")));
-    step("resume web1 (not paused)", where["web1"]->resume_vm(VmRef::by_name("web1")));
+  if (where.contains("shop1")) {
+    step("start shop1 (already running)", where["shop1"]->start_vm(VmRef::by_name("shop1")));
+    step("resume shop1 (not paused)", where["shop1"]->resume_vm(VmRef::by_name("shop1")));
   }
   step("reboot this machine (not enabled)", first.reboot_host());
 

@@ -22,7 +22,7 @@ namespace cloudmgr::spi {
 // How a participant joins the data space. Defaults keep every packet on this machine:
 // UDP on the loopback interface only, plus shared memory.
 struct TransportConfig {
-  std::string kind = "dds";  // "dds" or "inproc"
+  std::string kind = "dds";     // "dds" or "inproc"
   std::uint32_t domain_id = 0;  // 0-232
   // Interfaces (IPv4 addresses) UDP may use; never empty. Multicast discovery stays on them.
   std::vector<std::string> interfaces{"127.0.0.1"};

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include <fastdds/dds/core/status/PublicationMatchedStatus.hpp>
+#include <fastdds/dds/core/status/SubscriptionMatchedStatus.hpp>
 #include <fastdds/dds/domain/DomainParticipant.hpp>
 #include <fastdds/dds/domain/DomainParticipantFactory.hpp>
 #include <fastdds/dds/domain/qos/DomainParticipantQos.hpp>
@@ -68,6 +69,9 @@ constexpr char kAllPartition[] = "all";
 constexpr std::uint32_t kHeartbeatPeriodMs = 100;
 // Star discovery: agents announce to this many participant ids at each initial peer.
 constexpr std::uint32_t kStarPeerRange = 64;
+constexpr rtps::MemoryManagementPolicy_t kMemoryPolicy = rtps::DYNAMIC_RESERVE_MEMORY_MODE;
+// How long leave() waits for managers to acknowledge the disposals.
+constexpr std::uint32_t kLeaveAckWaitMs = 1000;
 // How long send() waits for its hosts when the command carries no deadline.
 constexpr std::chrono::milliseconds kDefaultSendWait{5000};
 
@@ -157,7 +161,7 @@ fdds::DataWriterQos state_writer_qos(const spi::TransportConfig& config) {
   q.liveliness().announcement_period = duration_ms(config.announce_period_ms);
   q.writer_data_lifecycle().autodispose_unregistered_instances = false;
   // Unbounded types: the generated maximum size is huge, never preallocate it.
-  q.endpoint().history_memory_policy = rtps::DYNAMIC_REUSABLE_MEMORY_MODE;
+  q.endpoint().history_memory_policy = kMemoryPolicy;
   reliable_writer_times(q);
   return q;
 }
@@ -169,7 +173,7 @@ fdds::DataReaderQos state_reader_qos() {
   q.history().kind = fdds::KEEP_LAST_HISTORY_QOS;
   q.history().depth = 1;
   unlimited(q.resource_limits());
-  q.endpoint().history_memory_policy = rtps::DYNAMIC_REUSABLE_MEMORY_MODE;
+  q.endpoint().history_memory_policy = kMemoryPolicy;
   reliable_reader_times(q);
   return q;
 }
@@ -184,7 +188,7 @@ fdds::DataWriterQos message_writer_qos() {
   q.history().kind = fdds::KEEP_ALL_HISTORY_QOS;
   unlimited(q.resource_limits());
   q.writer_data_lifecycle().autodispose_unregistered_instances = true;
-  q.endpoint().history_memory_policy = rtps::DYNAMIC_REUSABLE_MEMORY_MODE;
+  q.endpoint().history_memory_policy = kMemoryPolicy;
   reliable_writer_times(q);
   return q;
 }
@@ -195,7 +199,7 @@ fdds::DataReaderQos message_reader_qos() {
   q.durability().kind = fdds::VOLATILE_DURABILITY_QOS;
   q.history().kind = fdds::KEEP_ALL_HISTORY_QOS;
   unlimited(q.resource_limits());
-  q.endpoint().history_memory_policy = rtps::DYNAMIC_REUSABLE_MEMORY_MODE;
+  q.endpoint().history_memory_policy = kMemoryPolicy;
   reliable_reader_times(q);
   return q;
 }
@@ -261,14 +265,27 @@ class Dispatcher {
   std::thread thread_;
 };
 
-// A listener that forwards data-available to a member function.
+// A listener that forwards data-available (and, when asked, a matched writer that went away) to
+// its link.
 class DataListener final : public fdds::DataReaderListener {
  public:
-  explicit DataListener(std::function<void(fdds::DataReader*)> fn) : fn_(std::move(fn)) {}
-  void on_data_available(fdds::DataReader* reader) override { fn_(reader); }
+  explicit DataListener(std::function<void(fdds::DataReader*)> on_data,
+                        std::function<void(const rtps::GUID_t&)> on_writer_gone = {})
+      : on_data_(std::move(on_data)), on_writer_gone_(std::move(on_writer_gone)) {}
+  void on_data_available(fdds::DataReader* reader) override { on_data_(reader); }
+  void on_subscription_matched(fdds::DataReader* /*reader*/, const fdds::SubscriptionMatchedStatus& status) override {
+    if (status.current_count_change < 0 && on_writer_gone_) {
+      on_writer_gone_(rtps::iHandle2GUID(status.last_publication_handle));
+    }
+  }
+  fdds::StatusMask mask() const {
+    return on_writer_gone_ ? fdds::StatusMask::data_available() << fdds::StatusMask::subscription_matched()
+                           : fdds::StatusMask::data_available();
+  }
 
  private:
-  std::function<void(fdds::DataReader*)> fn_;
+  std::function<void(fdds::DataReader*)> on_data_;
+  std::function<void(const rtps::GUID_t&)> on_writer_gone_;
 };
 
 // The participant and the four topics, shared by every link of one Transport.
@@ -295,8 +312,6 @@ void delete_entity(fdds::DomainParticipant* participant, Entity*& entity) {
   }
   entity = nullptr;
 }
-
-fdds::StatusMask data_mask() { return fdds::StatusMask::data_available(); }
 
 // ---------------------------------------------------------------------------------------------
 // Agent side.
@@ -358,7 +373,8 @@ class DdsAgentLink final : public spi::AgentLink {
     }
     groups_ = std::move(sorted);
     command_reader_ =
-        command_sub_->create_datareader(domain_.command_topic, message_reader_qos(), &command_listener_, data_mask());
+        command_sub_->create_datareader(domain_.command_topic, message_reader_qos(), &command_listener_,
+                                        command_listener_.mask());
     if (command_reader_ == nullptr) {
       return internal_error("DDS: cannot create the Command reader");
     }
@@ -473,6 +489,11 @@ class DdsAgentLink final : public spi::AgentLink {
       }
       host_published_ = false;
     }
+    // Give the disposals a moment to be acknowledged, so that destroying the link right after
+    // leave() still reads as a clean leave (a writer deleted before its readers got the disposal
+    // reads as a crash). Bounded; a manager that does not answer does not hold the agent.
+    (void)vm_writer_->wait_for_acknowledgments(duration_ms(kLeaveAckWaitMs));
+    (void)host_writer_->wait_for_acknowledgments(duration_ms(kLeaveAckWaitMs));
     return first;
   }
 
@@ -571,8 +592,10 @@ class DdsManagerLink final : public spi::ManagerLink {
       : domain_(domain),
         name_(std::move(name)),
         callbacks_(std::move(callbacks)),
-        host_listener_([this](fdds::DataReader* r) { on_hosts(r); }),
-        vm_listener_([this](fdds::DataReader* r) { on_vms(r); }),
+        host_listener_([this](fdds::DataReader* r) { on_hosts(r); },
+                       [this](const rtps::GUID_t& w) { on_host_writer_gone(w); }),
+        vm_listener_([this](fdds::DataReader* r) { on_vms(r); },
+                     [this](const rtps::GUID_t& w) { on_vm_writer_gone(w); }),
         reply_listener_([this](fdds::DataReader* r) { on_replies(r); }) {}
 
   ~DdsManagerLink() override {
@@ -595,16 +618,16 @@ class DdsManagerLink final : public spi::ManagerLink {
       return internal_error("DDS: cannot create the manager's status subscriber");
     }
     const fdds::DataReaderQos sq = state_reader_qos();
-    if (state_sub_->create_datareader(domain_.host_topic, sq, &host_listener_, data_mask()) == nullptr ||
-        state_sub_->create_datareader(domain_.vm_topic, sq, &vm_listener_, data_mask()) == nullptr) {
+    if (state_sub_->create_datareader(domain_.host_topic, sq, &host_listener_, host_listener_.mask()) == nullptr ||
+        state_sub_->create_datareader(domain_.vm_topic, sq, &vm_listener_, vm_listener_.mask()) == nullptr) {
       return internal_error("DDS: cannot create the HostStatus/VmStatus readers");
     }
     fdds::SubscriberQos rq = fdds::SUBSCRIBER_QOS_DEFAULT;
     rq.partition().push_back(kRepliesPartition);
     reply_sub_ = p->create_subscriber(rq);
     if (reply_sub_ == nullptr ||
-        reply_sub_->create_datareader(domain_.reply_topic, message_reader_qos(), &reply_listener_, data_mask()) ==
-            nullptr) {
+        reply_sub_->create_datareader(domain_.reply_topic, message_reader_qos(), &reply_listener_,
+                                      reply_listener_.mask()) == nullptr) {
       return internal_error("DDS: cannot create the CommandReply reader");
     }
     return {};
@@ -704,8 +727,8 @@ class DdsManagerLink final : public spi::ManagerLink {
     const std::set<rtps::GuidPrefix_t> matched = matched_participants(w);
     const std::lock_guard lock(mutex_);
     return std::all_of(hosts.begin(), hosts.end(), [&](const std::string& h) {
-      auto it = host_participant_.find(h);
-      return it != host_participant_.end() && matched.count(it->second) > 0;
+      auto it = host_writer_.find(h);
+      return it != host_writer_.end() && matched.count(it->second.guidPrefix) > 0;
     });
   }
 
@@ -734,7 +757,7 @@ class DdsManagerLink final : public spi::ManagerLink {
           const std::lock_guard lock(mutex_);
           host_instances_[info.instance_handle] = view.info.id;
           live_hosts_.insert(view.info.id);
-          host_participant_[view.info.id] = rtps::iHandle2GUID(info.publication_handle).guidPrefix;
+          host_writer_[view.info.id] = rtps::iHandle2GUID(info.publication_handle);
         }
         cv_.notify_all();
         if (callbacks_.on_host) {
@@ -755,10 +778,53 @@ class DdsManagerLink final : public spi::ManagerLink {
           continue;  // never seen alive, or already reported gone
         }
         host_id = it->second;
-        host_participant_.erase(host_id);
+        host_writer_.erase(host_id);
       }
       if (callbacks_.on_host_gone) {
         dispatcher_.post([this, h = std::move(host_id), disposed] { callbacks_.on_host_gone(h, disposed); });
+      }
+    }
+  }
+
+  // A HostStatus writer went away (its agent's link or participant was destroyed, or its participant
+  // lease expired): its hosts are gone, uncleanly. Fast DDS 2.9.1 does not hand the reader a
+  // NOT_ALIVE_NO_WRITERS sample for them (seen in the tests), so the unmatch is the signal.
+  void on_host_writer_gone(const rtps::GUID_t& writer) {
+    std::vector<std::string> gone;
+    {
+      const std::lock_guard lock(mutex_);
+      for (auto it = host_writer_.begin(); it != host_writer_.end();) {
+        if (it->second == writer && live_hosts_.erase(it->first) > 0) {
+          gone.push_back(it->first);
+          it = host_writer_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (callbacks_.on_host_gone) {
+      for (auto& h : gone) {
+        dispatcher_.post([this, h = std::move(h)] { callbacks_.on_host_gone(h, false); });
+      }
+    }
+  }
+
+  void on_vm_writer_gone(const rtps::GUID_t& writer) {
+    std::vector<std::pair<std::string, std::string>> gone;
+    {
+      const std::lock_guard lock(mutex_);
+      for (auto it = live_vms_.begin(); it != live_vms_.end();) {
+        if (it->second == writer) {
+          gone.push_back(vm_instances_[it->first]);
+          it = live_vms_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (callbacks_.on_vm_gone) {
+      for (auto& k : gone) {
+        dispatcher_.post([this, k = std::move(k)] { callbacks_.on_vm_gone(k.first, k.second); });
       }
     }
   }
@@ -772,7 +838,7 @@ class DdsManagerLink final : public spi::ManagerLink {
         {
           const std::lock_guard lock(mutex_);
           vm_instances_[info.instance_handle] = {view.host_id, view.vm.uuid};
-          live_vms_.insert(info.instance_handle);
+          live_vms_[info.instance_handle] = rtps::iHandle2GUID(info.publication_handle);
         }
         if (callbacks_.on_vm) {
           dispatcher_.post([this, v = std::move(view)] { callbacks_.on_vm(v); });
@@ -818,12 +884,13 @@ class DdsManagerLink final : public spi::ManagerLink {
   DataListener reply_listener_;
 
   std::mutex mutex_;
-  std::condition_variable cv_;  // host_participant_ or a writer's matches changed
+  std::condition_variable cv_;  // host_writer_ or a writer's matches changed
   std::map<fdds::InstanceHandle_t, std::string> host_instances_;                       // GUARDED_BY(mutex_)
   std::set<std::string> live_hosts_;                                                   // GUARDED_BY(mutex_)
-  std::map<std::string, rtps::GuidPrefix_t> host_participant_;                         // GUARDED_BY(mutex_)
+  // The writer of each live host's record; its GuidPrefix identifies the agent's participant.
+  std::map<std::string, rtps::GUID_t> host_writer_;                                    // GUARDED_BY(mutex_)
   std::map<fdds::InstanceHandle_t, std::pair<std::string, std::string>> vm_instances_;  // GUARDED_BY(mutex_)
-  std::set<fdds::InstanceHandle_t> live_vms_;                                          // GUARDED_BY(mutex_)
+  std::map<fdds::InstanceHandle_t, rtps::GUID_t> live_vms_;                            // GUARDED_BY(mutex_)
 
   std::mutex writers_mutex_;  // serializes writer creation; never held while waiting
   std::map<std::string, std::unique_ptr<CommandWriter>> writers_;  // GUARDED_BY(writers_mutex_)

@@ -59,7 +59,7 @@ class Dispatcher {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> jobs_;  // GUARDED_BY(mutex_)
-  bool stop_ = false;                        // GUARDED_BY(mutex_)
+  bool stop_ = false;                       // GUARDED_BY(mutex_)
   std::thread thread_;
 };
 
@@ -85,9 +85,9 @@ struct AgentEntry {
 class Bus {
  public:
   std::mutex mutex;
-  std::map<std::string, HostView> hosts;                            // GUARDED_BY(mutex)
-  std::map<std::pair<std::string, std::string>, VmView> vms;        // GUARDED_BY(mutex)
-  std::map<const void*, AgentEntry> agents;                         // GUARDED_BY(mutex)
+  std::map<std::string, HostView> hosts;                             // GUARDED_BY(mutex)
+  std::map<std::pair<std::string, std::string>, VmView> vms;         // GUARDED_BY(mutex)
+  std::map<const void*, AgentEntry> agents;                          // GUARDED_BY(mutex)
   std::map<const void*, std::shared_ptr<ManagerEndpoint>> managers;  // GUARDED_BY(mutex)
   Dispatcher dispatcher;  // destroyed first: drains jobs while the maps still exist
 
@@ -317,8 +317,7 @@ class InprocTransport final : public spi::Transport {
  public:
   explicit InprocTransport(std::shared_ptr<Bus> bus) : bus_(std::move(bus)) {}
 
-  Result<std::unique_ptr<spi::AgentLink>> open_agent(const std::string& host_id,
-                                                     const std::vector<std::string>& groups,
+  Result<std::unique_ptr<spi::AgentLink>> open_agent(const std::string& host_id, const std::vector<std::string>& groups,
                                                      spi::AgentCallbacks callbacks) override {
     if (Status s = validate_host_id(host_id); !s.ok()) {
       return s;

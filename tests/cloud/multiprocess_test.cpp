@@ -1,0 +1,340 @@
+// The spine end to end: cloudmgr-agent processes (fork + exec), each on its own simulated
+// host, and a Manager in this process, over Fast DDS on loopback + shared memory.
+// Each test uses its own DDS domain id so test binaries may run in parallel.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cloudmgr/cloudmgr.h"
+
+extern char** environ;  // NOLINT(readability-redundant-declaration)
+
+namespace cloudmgr {
+namespace {
+
+namespace fs = std::filesystem;
+using std::chrono::milliseconds;
+
+// Domain ids 150-199 are this binary's, one per test: ctest runs each test as its own
+// process, in parallel with others.
+std::uint32_t domain_for_this_test() {
+  static const std::map<std::string, std::uint32_t> kDomains = {
+      {"HostGroupAndAllCommandsReachExactlyTheirHosts", 150},
+      {"GroupsChangeAtRunTimePersistAndAreSeenByANewManager", 151},
+      {"KilledAgentIsNoReplyThenLeavesTheHostList", 152},
+      {"CleanStopIsSeenAtOnceAndExitsZero", 153},
+      {"DuplicateIdsRunOnceAndExpiredCommandsAreRejected", 154},
+      {"BadInputIsRefusedAndChangesNothing", 155},
+  };
+  const auto it = kDomains.find(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  return it != kDomains.end() ? it->second : 199;
+}
+
+class AgentProcess {
+ public:
+  AgentProcess(const std::string& id, std::uint32_t domain, const fs::path& state,
+               const std::vector<std::string>& groups, std::uint32_t lease_ms) {
+    fs::create_directories(state);
+    config_ = state / "agent.json";
+    std::ofstream(config_) << "{\"lease_ms\": " << lease_ms << ", \"announce_ms\": " << lease_ms / 4
+                           << ", \"refresh_ms\": 1000}\n";
+    std::vector<std::string> args = {CLOUDMGR_AGENT_BIN,
+                                     "--config",
+                                     config_.string(),
+                                     "--host-id",
+                                     id,
+                                     "--uri",
+                                     std::string("test://") + CLOUDMGR_TEST_DATA_DIR + "/hosts/node-small.xml",
+                                     "--state-dir",
+                                     state.string(),
+                                     "--domain",
+                                     std::to_string(domain)};
+    for (const auto& g : groups) {
+      args.emplace_back("--group");
+      args.push_back(g);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) {
+      argv.push_back(a.data());
+    }
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    const std::string log = (state / "agent.log").string();
+    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&fa);
+    EXPECT_EQ(rc, 0) << "spawning " << args[0];
+  }
+  ~AgentProcess() { stop(SIGTERM); }
+  AgentProcess(const AgentProcess&) = delete;
+  AgentProcess& operator=(const AgentProcess&) = delete;
+
+  // Signals the agent and reaps it; returns its exit status (or -1).
+  int stop(int sig) {
+    if (pid_ <= 0) {
+      return -1;
+    }
+    kill(pid_, sig);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  fs::path config_;
+};
+
+class MultiProcess : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    domain_ = domain_for_this_test();
+    ASSERT_NE(domain_, 199U) << "give this test its own domain id in domain_for_this_test()";
+    root_ = fs::temp_directory_path() / ("cloudmgr-mp-" + std::to_string(getpid()) + "-" + std::to_string(domain_));
+    fs::remove_all(root_);
+  }
+  void TearDown() override {
+    manager_.reset();
+    agents_.clear();
+    if (HasFailure()) {
+      for (const auto& entry : fs::recursive_directory_iterator(root_)) {
+        if (entry.path().filename() == "agent.log") {
+          std::ifstream in(entry.path());
+          std::cerr << "---- " << entry.path() << "\n" << in.rdbuf() << "\n";
+        }
+      }
+    }
+    fs::remove_all(root_);
+  }
+
+  spi::TransportConfig transport(std::uint32_t lease_ms = 4000) const {
+    spi::TransportConfig t;
+    t.domain_id = domain_;
+    t.agent_lease_ms = lease_ms;
+    t.announce_period_ms = lease_ms / 4;
+    return t;
+  }
+
+  void start_agent(const std::string& id, const std::vector<std::string>& groups = {}, std::uint32_t lease_ms = 4000) {
+    agents_[id] = std::make_unique<AgentProcess>(id, domain_, root_ / id, groups, lease_ms);
+  }
+
+  Manager& manager() {
+    if (!manager_) {
+      auto m = Manager::open({.transport = transport(), .name = "mp-test"});
+      EXPECT_TRUE(m.ok()) << m.status();
+      manager_ = std::move(*m);
+    }
+    return *manager_;
+  }
+
+  // The command ids an agent's journal recorded.
+  std::string journal(const std::string& id) const {
+    std::ifstream in(root_ / id / "commands.jsonl");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+
+  std::uint32_t domain_ = 0;
+  fs::path root_;
+  std::map<std::string, std::unique_ptr<AgentProcess>> agents_;
+  std::unique_ptr<Manager> manager_;
+};
+
+TEST_F(MultiProcess, HostGroupAndAllCommandsReachExactlyTheirHosts) {
+  start_agent("node1", {"web"});
+  start_agent("node2", {"web"});
+  start_agent("node3", {"db"});
+  ASSERT_TRUE(manager().wait_for_hosts(3, milliseconds(20000)).ok()) << manager().hosts().size();
+
+  auto one = manager().execute(Target::host("node3"), "vm.start", {{"vm", "batch1"}});
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->hosts.size(), 1U);
+  EXPECT_EQ(one->hosts[0].outcome, HostResult::Outcome::kOk) << one->hosts[0].status;
+
+  auto web = manager().execute(Target::group("web"), "vm.suspend", {{"vm", "db1"}});
+  ASSERT_TRUE(web.ok()) << web.status();
+  ASSERT_EQ(web->hosts.size(), 2U);
+  EXPECT_TRUE(web->all_ok());
+  // On the wire: the non-member never received the group command (its journal, which
+  // records every command that reaches it, does not know the id).
+  EXPECT_NE(journal("node1").find(web->command_id), std::string::npos);
+  EXPECT_NE(journal("node2").find(web->command_id), std::string::npos);
+  EXPECT_EQ(journal("node3").find(web->command_id), std::string::npos);
+
+  auto all = manager().execute(Target::all(), "host.info", {});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->hosts.size(), 3U);
+  EXPECT_TRUE(all->all_ok());
+
+  // State changes made by commands reach the manager through VmStatus.
+  ASSERT_TRUE(manager()
+                  .wait_until(
+                      [](const Manager& m) {
+                        int paused = 0;
+                        for (const auto& v : m.vms()) paused += v.vm.state == VmState::kPaused ? 1 : 0;
+                        return paused == 2;
+                      },
+                      milliseconds(10000))
+                  .ok());
+}
+
+TEST_F(MultiProcess, GroupsChangeAtRunTimePersistAndAreSeenByANewManager) {
+  start_agent("node1");
+  start_agent("node2");
+  ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(20000)).ok());
+  auto join = manager().execute(Target::host("node2"), "group.join", {{"group", "batch"}});
+  ASSERT_TRUE(join.ok() && join->all_ok());
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.groups().contains("batch"); }, milliseconds(10000)).ok());
+  auto g = manager().execute(Target::group("batch"), "host.info", {});
+  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_EQ(g->hosts.size(), 1U);
+  EXPECT_EQ(g->hosts[0].host_id, "node2");
+  EXPECT_TRUE(g->all_ok()) << g->hosts[0].status;
+  // Restart node2 with other groups on its command line: the persisted ones win.
+  EXPECT_EQ(agents_["node2"]->stop(SIGTERM), 0);
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return !m.host("node2"); }, milliseconds(10000)).ok());
+  start_agent("node2", {"other"});
+  auto fresh = Manager::open({.transport = transport(), .name = "second"});
+  ASSERT_TRUE(fresh.ok());
+  ASSERT_TRUE(
+      (*fresh)
+          ->wait_until([](const Manager& m) { return m.groups()["batch"] == std::vector<std::string>{"node2"}; },
+                       milliseconds(20000))
+          .ok());
+  EXPECT_FALSE((*fresh)->groups().contains("other"));
+}
+
+TEST_F(MultiProcess, KilledAgentIsNoReplyThenLeavesTheHostList) {
+  start_agent("node1", {}, 2000);
+  start_agent("node2", {}, 2000);
+  ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(20000)).ok());
+  agents_["node2"]->stop(SIGKILL);
+  auto r = manager().execute(Target::all(), "host.info", {}, {.timeout = milliseconds(1500)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const auto& h : r->hosts) {
+    EXPECT_EQ(h.outcome, h.host_id == "node2" ? HostResult::Outcome::kNoReply : HostResult::Outcome::kOk)
+        << h.host_id << ": " << h.status;
+  }
+  // Gone once its lease (2 s) expires; generous bound, no timing assertion.
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return !m.host("node2"); }, milliseconds(20000)).ok());
+  EXPECT_TRUE(manager().host("node1").has_value());
+  EXPECT_TRUE(manager().vms("node2").empty());
+}
+
+TEST_F(MultiProcess, CleanStopIsSeenAtOnceAndExitsZero) {
+  start_agent("node1");
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.vms("node1").size() == 2; }, milliseconds(20000)).ok());
+  EXPECT_EQ(agents_["node1"]->stop(SIGINT), 0);
+  ASSERT_TRUE(manager()
+                  .wait_until([](const Manager& m) { return m.hosts().empty() && m.vms().empty(); }, milliseconds(5000))
+                  .ok());
+}
+
+TEST_F(MultiProcess, DuplicateIdsRunOnceAndExpiredCommandsAreRejected) {
+  start_agent("node1");
+  ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(20000)).ok());
+  auto t = spi::open_transport(transport());
+  ASSERT_TRUE(t.ok()) << t.status();
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<CommandReply> replies;
+  spi::ManagerCallbacks cb;
+  cb.on_reply = [&](const CommandReply& r) {
+    {
+      const std::lock_guard lock(mu);
+      replies.push_back(r);
+    }
+    cv.notify_all();
+  };
+  auto link = (*t)->open_manager("raw", cb);
+  ASSERT_TRUE(link.ok());
+  auto wait_replies = [&](std::size_t n) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(20), [&] { return replies.size() >= n; });
+  };
+  Command c{.id = random_uuid(),
+            .issuer = "raw",
+            .target = Target::host("node1"),
+            .verb = "vm.start",
+            .arguments = {{"vm", "batch1"}},
+            .issued_ns = now_ns(),
+            .deadline_ns = now_ns() + 60'000'000'000LL};
+  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE(wait_replies(1));
+  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE(wait_replies(2));
+  {
+    const std::lock_guard lock(mu);
+    EXPECT_TRUE(replies[0].status.ok()) << replies[0].status;
+    // Executed once: a second start of a running VM would have failed with FAILED_PRECONDITION.
+    EXPECT_TRUE(replies[1].status.ok()) << replies[1].status;
+  }
+  Command late = c;
+  late.id = random_uuid();
+  late.verb = "vm.destroy";
+  late.deadline_ns = now_ns() - 1'000'000'000LL;
+  ASSERT_TRUE((*link)->send(late, {"node1"}).ok());
+  ASSERT_TRUE(wait_replies(3));
+  {
+    const std::lock_guard lock(mu);
+    EXPECT_EQ(replies[2].status.code(), StatusCode::kDeadlineExceeded) << replies[2].status;
+  }
+  // batch1 is still running: the expired destroy did not run.
+  ASSERT_TRUE(manager()
+                  .wait_until(
+                      [](const Manager& m) {
+                        for (const auto& v : m.vms("node1"))
+                          if (v.vm.name == "batch1") return v.vm.state == VmState::kRunning;
+                        return false;
+                      },
+                      milliseconds(10000))
+                  .ok());
+  link->reset();
+}
+
+TEST_F(MultiProcess, BadInputIsRefusedAndChangesNothing) {
+  start_agent("node1", {"web"});
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.vms("node1").size() == 2; }, milliseconds(20000)).ok());
+  const auto before = manager().vms();
+  EXPECT_EQ(manager().execute(Target::host("ghost"), "vm.start", {{"vm", "db1"}}).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(manager().execute(Target::group("nope"), "vm.start", {{"vm", "db1"}}).status().code(),
+            StatusCode::kNotFound);
+  EXPECT_EQ(manager().execute(Target::group("web"), "vm.teleport", {{"vm", "db1"}}).status().code(),
+            StatusCode::kInvalidArgument);
+  EXPECT_EQ(manager().execute(Target::group("web"), "vm.start", {{"vm", "db1"}, {"when", "now"}}).status().code(),
+            StatusCode::kInvalidArgument);
+  auto unknown_vm = manager().execute(Target::host("node1"), "vm.destroy", {{"vm", "ghost"}});
+  ASSERT_TRUE(unknown_vm.ok());
+  EXPECT_EQ(unknown_vm->hosts[0].status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(journal("node1").find("vm.teleport"), std::string::npos);  // never sent
+  auto after = manager().vms();
+  ASSERT_EQ(after.size(), before.size());
+  for (std::size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i].vm.state, before[i].vm.state);
+  }
+}
+
+}  // namespace
+}  // namespace cloudmgr
