@@ -4,14 +4,15 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <condition_variable>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -25,9 +26,16 @@
 #include "cloudmgr/cloud.h"
 #include "cloudmgr/spi/transport.h"
 #include "transport/dds/wire_convert.h"
-#include <fastdds/dds/log/Log.hpp>
 
 extern char** environ;
+
+#if defined(__SANITIZE_ADDRESS__)
+// Fast DDS 2.9.1 itself trips AddressSanitizer's new-delete-type-mismatch check when it deletes a
+// reader (inside RTPSReader::~RTPSReader, not our code); everything else stays checked.
+extern "C" __attribute__((visibility("default"), used)) const char* __asan_default_options() {  // NOLINT
+  return "new_delete_type_mismatch=0";
+}
+#endif
 
 namespace cloudmgr::dds {
 namespace {
@@ -148,9 +156,7 @@ struct TestAgent {
         r.command_id = command.id;
         r.host_id = id;
         r.completed_ns = now_ns();
-        Status rs = l->reply(r);
-        std::fprintf(stderr, "%s reply %s -> %s\n", id.c_str(), command.id.c_str(), rs.to_string().c_str());
-        EXPECT_TRUE(rs.ok());
+        EXPECT_TRUE(l->reply(r).ok());
       }
     };
     auto l = transport->open_agent(id, groups, std::move(cb));
@@ -588,6 +594,21 @@ TEST(DdsTransport, StarDiscoveryWithUnicastPeers) {
   EXPECT_TRUE(m.log.has_reply("star-1", "node-b"));
 }
 
+// Like cloudctl: a manager that starts, sends at once and goes. The agent must not reply before it
+// has discovered that manager's reply reader (replies are volatile).
+TEST(DdsTransport, ShortLivedManagersGetTheirReplies) {
+  const auto c = test_config(113);
+  TestAgent a(c, "node-a", {});
+  ASSERT_TRUE(a.publish({}).ok());
+  for (int i = 0; i < 8; ++i) {
+    TestManager m(c);
+    ASSERT_TRUE(m.log.has_host("node-a"));
+    const std::string id = "short-" + std::to_string(i);
+    ASSERT_TRUE(m.send(id, Target::host("node-a"), {"node-a"}).ok());
+    EXPECT_TRUE(m.log.has_reply(id, "node-a")) << id;
+  }
+}
+
 TEST(DdsTransport, SendToAnUnreachableHostReturnsByTheDeadline) {
   const auto c = test_config(110);
   TestManager m(c);
@@ -612,12 +633,12 @@ TEST(DdsTransport, RejectsBadInput) {
   EXPECT_EQ((*l)->publish_host(other).code(), StatusCode::kInvalidArgument);
 }
 
-// The agent half of CrashedAgentProcessIsGoneAfterItsLease, run in a child process (the test
-// binary executed again, never a bare fork): publishes node-x, answers commands, waits to be killed.
+// The agent half of AgentInAnotherProcess, run in a child process (the test binary executed
+// again, never a bare fork): publishes node-x, answers commands, waits to be killed.
 TEST(DdsChild, DISABLED_AgentProcess) {
   const char* domain = std::getenv("CLOUDMGR_DDS_CHILD_DOMAIN");
   ASSERT_NE(domain, nullptr);
-  eprosima::fastdds::dds::Log::SetVerbosity(eprosima::fastdds::dds::Log::Kind::Info);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
   auto c = test_config(static_cast<std::uint32_t>(std::atoi(domain)), 2000, 500);
   c.shared_memory = false;  // a killed process would leave its segments behind
   TestAgent a(c, "node-x", {"web"});
@@ -630,9 +651,7 @@ TEST(DdsChild, DISABLED_AgentProcess) {
       for (const auto& [name, value] : command.arguments) {
         groups.push_back(value);
       }
-      std::fprintf(stderr, "CHILD set_groups start\n");
       r.status = a.link->set_groups(groups);
-      std::fprintf(stderr, "CHILD set_groups done %s\n", r.status.to_string().c_str());
     }
     const std::string ids = a.w.read([&a] {
       std::string out;
@@ -642,7 +661,7 @@ TEST(DdsChild, DISABLED_AgentProcess) {
       return out;
     });
     r.status = Status(r.status.code(), r.status.ok() ? "" : r.status.message());
-    std::fprintf(stderr, "CHILD reply to %s ids %s\n", command.id.c_str(), ids.c_str());
+
     r.snapshots.push_back(SnapshotInfo{.name = "received", .description = ids});
     return r;
   };
@@ -651,8 +670,27 @@ TEST(DdsChild, DISABLED_AgentProcess) {
   std::this_thread::sleep_for(seconds(60));  // killed long before
 }
 
-TEST(DdsTransport, CrashedAgentProcessIsGoneAfterItsLease) {
-  eprosima::fastdds::dds::Log::SetVerbosity(eprosima::fastdds::dds::Log::Kind::Info);
+// Kills and reaps a child process when the test ends, however it ends.
+struct ChildProcess {
+  pid_t pid = 0;
+  ChildProcess() = default;
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+  ~ChildProcess() { kill(); }
+  void kill() {
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      int status = 0;
+      ::waitpid(pid, &status, 0);
+      pid = 0;
+    }
+  }
+};
+
+// An agent in another process: commands and replies over UDP (no shared memory), a group left
+// and a group joined at run time, then the agent is killed (SIGKILL: nothing disposed, nothing
+// said) and the manager reports it gone, uncleanly, once its 2 s participant lease runs out.
+TEST(DdsTransport, AgentInAnotherProcess) {
   constexpr std::uint32_t kDomain = 112;
   auto c = test_config(kDomain, 2000, 500);
   c.shared_memory = false;
@@ -662,46 +700,49 @@ TEST(DdsTransport, CrashedAgentProcessIsGoneAfterItsLease) {
   std::string disabled = "--gtest_also_run_disabled_tests";
   std::string self = "/proc/self/exe";
   char* argv[] = {self.data(), filter.data(), disabled.data(), nullptr};
-  std::vector<std::string> env_storage{"CLOUDMGR_DDS_CHILD_DOMAIN=" + std::to_string(kDomain)};
+  std::string domain_env = "CLOUDMGR_DDS_CHILD_DOMAIN=" + std::to_string(kDomain);
   std::vector<char*> envp;
   for (char** e = environ; *e != nullptr; ++e) {
     envp.push_back(*e);
   }
-  envp.push_back(env_storage[0].data());
+  envp.push_back(domain_env.data());
   envp.push_back(nullptr);
-  pid_t child = 0;
-  ASSERT_EQ(posix_spawn(&child, "/proc/self/exe", nullptr, nullptr, argv, envp.data()), 0);
+  ChildProcess child;
+  ASSERT_EQ(posix_spawn(&child.pid, "/proc/self/exe", nullptr, nullptr, argv, envp.data()), 0);
 
-  const bool seen = m.log.has_host("node-x");
-  bool replied = false;
-  if (seen) {
-    EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms.size() == 1; }));
-    ASSERT_TRUE(m.send("x-1", Target::group("web"), {"node-x"}).ok());
-    replied = m.log.has_reply("x-1", "node-x");
-    // Over the network too, leaving a group stops its commands at once.
-    Command leave{.id = "x-2", .issuer = "mgr", .target = Target::host("node-x"), .verb = "groups.set"};
-    leave.deadline_ns = now_ns() + 10'000'000'000;
-    ASSERT_TRUE(m.link->send(leave, {"node-x"}).ok());
-    EXPECT_TRUE(m.log.has_reply("x-2", "node-x"));
-    ASSERT_TRUE(m.send("x-3", Target::group("web"), {}).ok());  // no wait: the writer may still match
-    ASSERT_TRUE(m.send("x-4", Target::host("node-x"), {"node-x"}).ok());
-    EXPECT_TRUE(m.log.has_reply("x-4", "node-x"));
-    m.log.w.read([&] {
-      for (const auto& r : m.log.replies) {
-        if (r.command_id == "x-4") {
-          EXPECT_EQ(r.snapshots.at(0).description, "x-1,x-2,x-4,");
-        }
-        EXPECT_NE(r.command_id, "x-3");
+  ASSERT_TRUE(m.log.has_host("node-x"));
+  EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms.size() == 1; }));
+  ASSERT_TRUE(m.send("x-1", Target::group("web"), {"node-x"}).ok());
+  EXPECT_TRUE(m.log.has_reply("x-1", "node-x"));
+  // Leave "web", join "db" (the agent calls set_groups from its on_command callback).
+  Command regroup{.id = "x-2",
+                  .issuer = "mgr",
+                  .target = Target::host("node-x"),
+                  .verb = "groups.set",
+                  .arguments = {{"group", "db"}}};
+  regroup.deadline_ns = now_ns() + 10'000'000'000;
+  ASSERT_TRUE(m.link->send(regroup, {"node-x"}).ok());
+  EXPECT_TRUE(m.log.has_reply("x-2", "node-x"));
+  ASSERT_TRUE(m.send("x-3", Target::group("web"), {}).ok());  // no wait: the writer may still match
+  ASSERT_TRUE(m.send("x-4", Target::host("node-x"), {"node-x"}).ok());
+  EXPECT_TRUE(m.log.has_reply("x-4", "node-x"));
+  // Joining works too: the manager's "group.db" writer matches the reader's new partition.
+  ASSERT_TRUE(m.send("x-5", Target::group("db"), {"node-x"}).ok());
+  EXPECT_TRUE(m.log.has_reply("x-5", "node-x"));
+  m.log.w.read([&] {
+    for (const auto& r : m.log.replies) {
+      if (r.command_id == "x-4") {  // every command the agent had received by then
+        EXPECT_EQ(r.snapshots.at(0).description, "x-1,x-2,x-4,");
       }
-      return 0;
-    });
-  }
-  ::kill(child, SIGKILL);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  ASSERT_TRUE(seen);
-  EXPECT_TRUE(replied);
-  // Nobody disposes anything: the participant's lease (2 s) runs out.
+      if (r.command_id == "x-5") {
+        EXPECT_EQ(r.snapshots.at(0).description, "x-1,x-2,x-4,x-5,");
+      }
+      EXPECT_NE(r.command_id, "x-3");
+    }
+    return 0;
+  });
+
+  child.kill();
   EXPECT_TRUE(m.log.w.wait([&] { return !m.log.gone.empty(); }, seconds(15)));
   EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms_gone.size() == 1; }, seconds(15)));
   m.log.w.read([&] {

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -151,6 +152,12 @@ int main(int argc, char** argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   log_line(fmt::format("agent stopping on signal {} after {} command(s)", sig, (*agent)->commands_executed()));
+  // A stop must end the process: if leaving the cloud hangs, exit anyway after 15 s.
+  std::thread([] {
+    std::this_thread::sleep_for(std::chrono::seconds(15));
+    log_line("agent stop took longer than 15 s; exiting without a clean leave");
+    std::_Exit(1);
+  }).detach();
   agent->reset();
   log_line("agent stopped");
   return 0;

@@ -77,7 +77,9 @@ class Session {
     const auto end = std::chrono::steady_clock::now() + budget;
     std::size_t seen = m_->hosts().size();
     while (std::chrono::steady_clock::now() < end) {
-      const auto settle = seen == 0 ? milliseconds(1000) : milliseconds(400);
+      // Agents are discovered one by one; a short-lived manager cannot know how many there
+      // are, so it waits until none has appeared for a second.
+      const auto settle = milliseconds(1000);
       const Status s = m_->wait_until(
           [seen](const Manager& m) { return m.hosts().size() > seen; },
           std::min(settle, std::chrono::duration_cast<milliseconds>(end - std::chrono::steady_clock::now())));
@@ -415,6 +417,7 @@ complete -F _cloudctl cloudctl
 int main(int argc, char** argv) {
   CLI::App app{"cloudctl: see and drive a libcloudmgr cloud"};
   app.require_subcommand(1);
+  app.fallthrough();  // global options may also follow a subcommand
   Options o;
   // NOLINTNEXTLINE(concurrency-mt-unsafe): read before any thread starts
   if (const char* env = std::getenv("CLOUDMGR_DOMAIN")) {
