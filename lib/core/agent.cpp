@@ -220,7 +220,7 @@ struct Agent::Impl {
     }
   }
 
-  void send_reply(CommandReply reply) {
+  void send_reply(CommandReply reply) const {
     reply.host_id = host_id();
     reply.completed_ns = now_ns();
     (void)link->reply(reply);  // a lost reply shows as "no reply" at the manager

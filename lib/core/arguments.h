@@ -32,7 +32,7 @@ class ArgumentReader {
     return invalid_argument_error(fmt::format("{} needs the argument '{}'", verb_, name));
   }
 
-  std::string text_or(std::string_view name, std::string fallback) const {
+  std::string text_or(std::string_view name, const std::string& fallback) const {
     const std::string* v = find(name);
     return v != nullptr ? *v : fallback;
   }

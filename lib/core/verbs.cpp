@@ -10,7 +10,7 @@
 namespace cloudmgr {
 
 const std::vector<VerbSpec>& verbs() {
-  static const std::vector<VerbSpec> kVerbs = {
+  static const std::vector<VerbSpec> table = {
       {"host.info", "republish and return the host's state", {}, {}, {}},
       {"host.ps", "the host's process list", {}, {}, {}},
       {"host.reboot", "reboot the host (only if its agent allows it)", {}, {}, {}},
@@ -36,7 +36,7 @@ const std::vector<VerbSpec>& verbs() {
       {"snapshot.revert", "revert a VM to a snapshot", {"vm", "name"}, {}, {}},
       {"snapshot.delete", "delete a snapshot", {"vm", "name"}, {}, {}},
   };
-  return kVerbs;
+  return table;
 }
 
 const VerbSpec* find_verb(std::string_view name) {

@@ -16,6 +16,7 @@
 #include <ctime>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -51,12 +52,12 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
   if (!j.is_object()) {
     return cloudmgr::invalid_argument_error(fmt::format("config file '{}' is not a JSON object", path));
   }
-  static const std::set<std::string> kKeys = {
+  static const std::set<std::string> known_keys = {
       "host_id",   "uri",           "groups",   "state_dir",   "domain_id",  "interfaces",        "shared_memory",
       "discovery", "initial_peers", "lease_ms", "announce_ms", "refresh_ms", "allow_host_reboot", "reboot_command"};
   try {
     for (const auto& [key, value] : j.items()) {
-      if (!kKeys.contains(key)) {
+      if (!known_keys.contains(key)) {
         return cloudmgr::invalid_argument_error(fmt::format("config file '{}': unknown key '{}'", path, key));
       }
     }

@@ -364,7 +364,7 @@ void add_where(CLI::App* cmd, Where& w) {
 }
 
 // Resolves where a VM verb goes: the given host/group/all, or the one host that has the VM.
-int vm_verb(const Options& o, const Where& w, const std::string& verb, Arguments args) {
+int vm_verb(const Options& o, const Where& w, const std::string& verb, const Arguments& args) {
   Session s(o);
   if (Status st = s.open(w.host.empty() ? std::nullopt : std::optional(w.host),
                          w.group.empty() ? std::nullopt : std::optional(w.group));
@@ -395,7 +395,7 @@ int vm_verb(const Options& o, const Where& w, const std::string& verb, Arguments
   return run(s, o, target, verb, args);
 }
 
-const char* kBashCompletion = R"BASH(# bash completion for cloudctl: eval "$(cloudctl completion bash)"
+constexpr const char kBashCompletion[] = R"BASH(# bash completion for cloudctl: eval "$(cloudctl completion bash)"
 _cloudctl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[1]}
   case $COMP_CWORD in

@@ -94,7 +94,8 @@ class Bus {
   // Queues `fn(callbacks)` for every manager. Call with `mutex` held.
   template <typename Fn>
   void to_managers(Fn fn) {
-    for (auto& [key, ep] : managers) {
+    for (auto& entry : managers) {
+      const auto ep = entry.second;
       dispatcher.post([ep, fn] {
         const std::lock_guard lock(ep->mutex);
         if (ep->alive) {
@@ -265,14 +266,16 @@ class InprocManagerLink final : public spi::ManagerLink {
   void attach() {
     const std::lock_guard lock(bus_->mutex);
     bus_->managers[this] = endpoint_;
-    for (const auto& [id, host] : bus_->hosts) {
+    for (const auto& entry : bus_->hosts) {
+      const HostView& host = entry.second;
       post([host](const spi::ManagerCallbacks& cb) {
         if (cb.on_host) {
           cb.on_host(host);
         }
       });
     }
-    for (const auto& [key, vm] : bus_->vms) {
+    for (const auto& entry : bus_->vms) {
+      const VmView& vm = entry.second;
       post([vm](const spi::ManagerCallbacks& cb) {
         if (cb.on_vm) {
           cb.on_vm(vm);
@@ -284,7 +287,8 @@ class InprocManagerLink final : public spi::ManagerLink {
   Status send(const Command& command, const std::vector<std::string>& /*expected_hosts*/) override {
     const std::string partition = command.target.partition();
     const std::lock_guard lock(bus_->mutex);
-    for (auto& [key, agent] : bus_->agents) {
+    for (auto& entry : bus_->agents) {
+      const AgentEntry& agent = entry.second;
       if (!agent.partitions.contains(partition)) {
         continue;
       }
