@@ -42,30 +42,26 @@ Result<Target> Target::parse(std::string_view text) {
       fmt::format("target '{}' is not \"all\", \"host.<id>\" or \"group.<name>\"", text.substr(0, 80)));
 }
 
-Status validate_group_name(std::string_view name) {
-  // Same alphabet as VM names; reuse its checks and rename the subject.
-  Status s = validate_vm_name(name);
+namespace {
+
+// Group names and host ids use the VM-name alphabet: its checks, with the subject renamed.
+Status validate_as(std::string_view subject, std::string_view text) {
+  Status s = validate_vm_name(text);
   if (s.ok()) {
     return s;
   }
   std::string message = s.message();
   if (message.starts_with("VM name")) {
-    message.replace(0, 7, "group name");
+    message.replace(0, 7, subject);
   }
   return invalid_argument_error(std::move(message));
 }
 
-Status validate_host_id(std::string_view id) {
-  Status s = validate_vm_name(id);
-  if (s.ok()) {
-    return s;
-  }
-  std::string message = s.message();
-  if (message.starts_with("VM name")) {
-    message.replace(0, 7, "host id");
-  }
-  return invalid_argument_error(std::move(message));
-}
+}  // namespace
+
+Status validate_group_name(std::string_view name) { return validate_as("group name", name); }
+
+Status validate_host_id(std::string_view id) { return validate_as("host id", id); }
 
 std::int64_t now_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())

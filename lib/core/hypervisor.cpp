@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "cloudmgr/cloud.h"
+
 #include "core/status_macros.h"
 
 namespace cloudmgr {
@@ -19,17 +21,8 @@ Status check_ref(const VmRef& vm) {
   return vm.kind == VmRef::Kind::kUuid ? validate_uuid(vm.value) : validate_vm_name(vm.value);
 }
 
-Status check_host_id(std::string_view id) {
-  if (id.empty()) {
-    return {};
-  }
-  // Host ids become DDS partition names and file names: the VM-name alphabet.
-  return validate_vm_name(id).ok()
-             ? Status()
-             : invalid_argument_error(fmt::format(
-                   "host id '{}' is not valid: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit",
-                   id));
-}
+// Host ids become DDS partition names and file names: see validate_host_id.
+Status check_host_id(std::string_view id) { return id.empty() ? Status() : validate_host_id(id); }
 
 }  // namespace
 
