@@ -104,8 +104,10 @@ class CLOUDMGR_API Manager {
   // and the target must name known hosts (kNotFound): then nothing is sent.
   Result<CommandResult> execute(const Target& target, const std::string& verb, const Arguments& arguments,
                                 const ExecuteOptions& options = {});
-  // The same without blocking: `done` runs once, on a transport thread or, for a
-  // command refused before sending, on the calling thread.
+  // The same without blocking: `done` runs once, on a transport or timer thread or, for a
+  // command refused before sending, on the calling thread. `done` must return promptly
+  // and must not wait for another command (execute(), a future's get()): it would wait
+  // on the thread that concludes commands.
   void execute_async(const Target& target, const std::string& verb, const Arguments& arguments,
                      const ExecuteOptions& options, std::function<void(Result<CommandResult>)> done);
   std::future<Result<CommandResult>> execute_async(const Target& target, const std::string& verb,

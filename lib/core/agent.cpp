@@ -92,6 +92,11 @@ struct Agent::Impl {
   bool refresh_stop = false;        // GUARDED_BY(refresh_mutex)
   std::thread refresher;
 
+  std::mutex group_change_mutex;  // serializes group.join / group.leave
+
+  std::mutex in_flight_mutex;
+  std::set<std::string> in_flight;  // GUARDED_BY(in_flight_mutex): ids executing in this process
+
   std::atomic<std::uint64_t> executed{0};
   std::atomic<bool> abandoned{false};
 
@@ -106,8 +111,10 @@ struct Agent::Impl {
 
   Status publish_host() {
     CLOUDMGR_ASSIGN_OR_RETURN(HostInfo info, hv->host_info());
-    HostView view{std::move(info), current_groups(), std::string(version()), started_ns, now_ns()};
     const std::lock_guard lock(publish_mutex);
+    // Groups are read under publish_mutex: a publication never carries groups older than
+    // one already published (the transport re-subscribes from them).
+    HostView view{std::move(info), current_groups(), std::string(version()), started_ns, now_ns()};
     return link->publish_host(view);
   }
 
@@ -216,7 +223,14 @@ struct Agent::Impl {
         c = std::move(queue.front());
         queue.pop_front();
       }
-      handle(c);
+      try {
+        handle(c);
+      } catch (const std::exception& e) {  // a bug must not take the agent down
+        CommandReply reply;
+        reply.command_id = c.id;
+        reply.status = internal_error(fmt::format("the agent failed executing '{}': {}", c.verb, e.what()));
+        send_reply(std::move(reply));
+      }
     }
   }
 
@@ -236,15 +250,28 @@ struct Agent::Impl {
       return;
     }
     if (earlier->has_value()) {
-      // Seen before: never execute twice. Answer with what happened the first time.
+      // Seen before: never execute twice. Answer with what happened the first time. A
+      // duplicate of a command still executing here is dropped: its reply is coming.
+      {
+        const std::lock_guard lock(in_flight_mutex);
+        if (in_flight.contains(c.id)) {
+          return;
+        }
+      }
       const auto& e = **earlier;
       reply.status =
           e.done ? e.status : aborted_error("this command began before the agent restarted and is not executed again");
       send_reply(std::move(reply));
       return;
     }
+    {
+      const std::lock_guard lock(in_flight_mutex);
+      in_flight.insert(c.id);
+    }
     const std::int64_t now = now_ns();
-    if (c.deadline_ns > 0 && now > c.deadline_ns) {
+    if (c.deadline_ns <= 0) {
+      reply.status = invalid_argument_error("command has no deadline; not executed");
+    } else if (now > c.deadline_ns) {
       reply.status = deadline_exceeded_error(
           fmt::format("command arrived {} ms after its deadline; not executed", (now - c.deadline_ns) / 1'000'000));
     } else if (Status s = validate_command(c.verb, c.arguments); !s.ok()) {
@@ -258,8 +285,12 @@ struct Agent::Impl {
       reply.status = s.with_context("the command ran but its outcome could not be journaled");
     }
     send_reply(std::move(reply));
+    const std::lock_guard lock(in_flight_mutex);
+    in_flight.erase(c.id);
   }
 
+  // REQUIRES(group_change_mutex): read-modify-write of the groups, persisted, then the
+  // subscription and the publication, in that order, one change at a time.
   Status set_groups(std::vector<std::string> next) {
     next = normalized(std::move(next));
     {
@@ -293,6 +324,7 @@ struct Agent::Impl {
       s = hv->reboot_host();
     } else if (v == "group.join" || v == "group.leave") {
       const std::string g = a.text_or("group", "");
+      const std::lock_guard change(group_change_mutex);
       auto next = current_groups();
       if (v == "group.join") {
         next.push_back(g);
@@ -330,7 +362,10 @@ struct Agent::Impl {
     } else if (v == "vm.start") {
       s = hv->start_vm(vm());
     } else if (v == "vm.shutdown") {
-      auto r = hv->shutdown_vm(vm(), {.timeout_ms = a.u64_or("timeout_ms", 60'000),
+      // The guest's wait never outlives the command: past the deadline nobody hears the reply.
+      const auto left_ms =
+          static_cast<std::uint64_t>(std::max<std::int64_t>(0, (c.deadline_ns - now_ns()) / 1'000'000));
+      auto r = hv->shutdown_vm(vm(), {.timeout_ms = std::min(a.u64_or("timeout_ms", 60'000), left_ms),
                                       .force_off_after_timeout = a.boolean_or("force", false)});
       s = r.status();
     } else if (v == "vm.destroy") {
@@ -370,12 +405,10 @@ struct Agent::Impl {
     // Lifecycle events refresh the VM, but not every driver sends one for every change
     // (autostart, snapshots): re-read what a VM verb touched.
     if (v.starts_with("vm.") || v.starts_with("snapshot.")) {
+      // Read before locking: libvirt's event thread takes refresh_mutex in on_event.
+      auto info = hv->get_vm(vm());
       const std::lock_guard lock(refresh_mutex);
-      if (auto info = hv->get_vm(vm()); info.ok()) {
-        dirty_vms.insert(info->uuid);
-      } else {
-        dirty_vms.insert("");  // a full pass below notices removals
-      }
+      dirty_vms.insert(info.ok() ? info->uuid : std::string());  // "": a full pass notices removals
     }
     refresh_cv.notify_all();
     return out;
@@ -429,8 +462,8 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
   if (options.state_dir.empty()) {
     return invalid_argument_error("an agent needs a state directory");
   }
-  if (options.refresh_ms < 100 || options.workers == 0) {
-    return invalid_argument_error("refresh_ms must be at least 100 and workers at least 1");
+  if (options.refresh_ms < 100 || options.workers == 0 || options.workers > 64) {
+    return invalid_argument_error("refresh_ms must be at least 100 and workers between 1 and 64");
   }
   std::error_code ec;
   std::filesystem::create_directories(options.state_dir, ec);
@@ -459,18 +492,30 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
   CLOUDMGR_ASSIGN_OR_RETURN(
       a.link,
       a.transport->open_agent(a.host_id(), a.groups, {.on_command = [self](const Command& c) { self->enqueue(c); }}));
-  auto sub = a.hv->subscribe_lifecycle([self](const VmEvent& e) { self->on_event(e); });
-  if (sub.ok()) {
-    a.events = std::move(*sub);
-  } else if (sub.status().code() != StatusCode::kUnimplemented) {
-    return sub.status();
+  // From here on, a failure stops what started (callbacks may already be running).
+  Status started = [&]() -> Status {
+    auto sub = a.hv->subscribe_lifecycle([self](const VmEvent& e) { self->on_event(e); });
+    if (sub.ok()) {
+      a.events = std::move(*sub);
+    } else if (sub.status().code() != StatusCode::kUnimplemented) {
+      return sub.status();
+    }
+    CLOUDMGR_RETURN_IF_ERROR(a.sync_all());
+    CLOUDMGR_RETURN_IF_ERROR(a.publish_host());
+    try {
+      for (std::uint32_t i = 0; i < a.options.workers; ++i) {
+        a.workers.emplace_back([self] { self->worker_loop(); });
+      }
+      a.refresher = std::thread([self] { self->refresh_loop(); });
+    } catch (const std::system_error& e) {
+      return resource_exhausted_error(fmt::format("starting the agent's threads: {}", e.what()));
+    }
+    return {};
+  }();
+  if (!started.ok()) {
+    a.stop();  // leaves cleanly if the host was already published
+    return started;
   }
-  CLOUDMGR_RETURN_IF_ERROR(a.sync_all());
-  CLOUDMGR_RETURN_IF_ERROR(a.publish_host());
-  for (std::uint32_t i = 0; i < a.options.workers; ++i) {
-    a.workers.emplace_back([self] { self->worker_loop(); });
-  }
-  a.refresher = std::thread([self] { self->refresh_loop(); });
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));
 }
 

@@ -3,7 +3,10 @@
 #include <sys/wait.h>
 
 #include <cerrno>
+#include <chrono>
+#include <csignal>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -31,17 +34,39 @@ Status reboot_host(const HostRebootPolicy& policy) {
   }
   argv.push_back(nullptr);
   pid_t pid = 0;
+  // The child starts with no blocked signals (the agent blocks SIGINT/SIGTERM to sigwait for
+  // them; an inherited mask would make the command unkillable).
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   // posix_spawn (fork + exec), never a bare fork: see shared/FACTS.md on forked DDS participants.
-  const int rc = posix_spawn(&pid, argv[0], nullptr, nullptr, argv.data(), environ);
+  const int rc = posix_spawn(&pid, argv[0], nullptr, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
   if (rc != 0) {
     return internal_error(
         fmt::format("cannot run host reboot command '{}': {}", policy.command.front(), errno_text(rc)));
   }
+  // A reboot command returns at once (the reboot itself follows); one that hangs is killed.
   int wstatus = 0;
-  while (waitpid(pid, &wstatus, 0) < 0) {
-    if (errno != EINTR) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    const pid_t done = waitpid(pid, &wstatus, WNOHANG);
+    if (done == pid) {
+      break;
+    }
+    if (done < 0 && errno != EINTR) {
       return internal_error(fmt::format("waiting for host reboot command: {}", errno_text(errno)));
     }
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &wstatus, 0);
+      return deadline_exceeded_error(
+          fmt::format("host reboot command '{}' did not finish within 60 s and was killed", policy.command.front()));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
     return {};

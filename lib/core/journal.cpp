@@ -16,6 +16,11 @@
 namespace cloudmgr {
 namespace {
 
+// Text from the wire may be invalid UTF-8: never let dump() throw on it.
+std::string line_of(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
 Status write_all(int fd, const std::string& data, const std::string& path) {
   std::size_t off = 0;
   while (off < data.size()) {
@@ -72,7 +77,13 @@ Result<std::unique_ptr<CommandJournal>> CommandJournal::open(std::string path) {
   const std::int64_t now = now_ns();
   std::size_t bad_lines = 0;
   {
+    std::error_code ec;
+    const bool exists = std::filesystem::exists(path, ec);
     std::ifstream in(path);
+    if (exists && !in) {
+      // Never start over on a journal we cannot read: that would run old commands again.
+      return unavailable_error(fmt::format("cannot read the command journal '{}'", path));
+    }
     std::string line;
     while (std::getline(in, line)) {
       // A line cut short by a crash does not parse: skip it (its command began, at most).
@@ -82,11 +93,16 @@ Result<std::unique_ptr<CommandJournal>> CommandJournal::open(std::string path) {
         continue;
       }
       Entry& e = entries[j["id"].get<std::string>()];
-      e.deadline_ns = j.value("deadline_ns", std::int64_t{0});
-      if (j.value("event", std::string()) == "done") {
+      const auto text = [&](const char* key) {
+        return j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+      };
+      if (j.contains("deadline_ns") && j["deadline_ns"].is_number_integer()) {
+        e.deadline_ns = j["deadline_ns"].get<std::int64_t>();
+      }
+      if (text("event") == "done") {
         e.done = true;
-        const auto code = parse_status_code(j.value("code", std::string("INTERNAL"))).value_or(StatusCode::kInternal);
-        e.status = Status(code, j.value("message", std::string()));
+        const auto code = parse_status_code(text("code")).value_or(StatusCode::kInternal);
+        e.status = Status(code, text("message"));
       }
     }
   }
@@ -94,15 +110,13 @@ Result<std::unique_ptr<CommandJournal>> CommandJournal::open(std::string path) {
   // Rewrite compacted: one "begin" (and "done") line per live entry.
   std::string compacted;
   for (const auto& [id, e] : entries) {
-    compacted += nlohmann::json{{"event", "begin"}, {"id", id}, {"deadline_ns", e.deadline_ns}}.dump() + "\n";
+    compacted += line_of({{"event", "begin"}, {"id", id}, {"deadline_ns", e.deadline_ns}});
     if (e.done) {
-      compacted += nlohmann::json{{"event", "done"},
-                                  {"id", id},
-                                  {"deadline_ns", e.deadline_ns},
-                                  {"code", std::string(status_code_name(e.status.code()))},
-                                  {"message", e.status.message()}}
-                       .dump() +
-                   "\n";
+      compacted += line_of({{"event", "done"},
+                            {"id", id},
+                            {"deadline_ns", e.deadline_ns},
+                            {"code", std::string(status_code_name(e.status.code()))},
+                            {"message", e.status.message()}});
     }
   }
   if (Status s = write_file_atomically(path, compacted); !s.ok()) {
@@ -117,9 +131,12 @@ Result<std::unique_ptr<CommandJournal>> CommandJournal::open(std::string path) {
 }
 
 Status CommandJournal::append(const std::string& line) {
-  if (Status s = write_all(fd_, line, path_); !s.ok()) {
+  // After a failed write the file may end in half a line: start on a fresh one.
+  if (Status s = write_all(fd_, torn_ ? "\n" + line : line, path_); !s.ok()) {
+    torn_ = true;
     return s;
   }
+  torn_ = false;
   if (::fdatasync(fd_) != 0) {
     return unavailable_error(fmt::format("syncing '{}': {}", path_, errno_text(errno)));
   }
@@ -133,12 +150,12 @@ Result<std::optional<CommandJournal::Entry>> CommandJournal::begin(const std::st
   if (auto it = entries_.find(id); it != entries_.end()) {
     return std::optional<Entry>(it->second);
   }
-  const std::string line =
-      nlohmann::json{
-          {"event", "begin"},       {"id", id}, {"verb", verb}, {"issuer", issuer}, {"deadline_ns", deadline_ns},
-          {"received_ns", now_ns()}}
-          .dump() +
-      "\n";
+  const std::string line = line_of({{"event", "begin"},
+                                    {"id", id},
+                                    {"verb", verb},
+                                    {"issuer", issuer},
+                                    {"deadline_ns", deadline_ns},
+                                    {"received_ns", now_ns()}});
   if (Status s = append(line); !s.ok()) {
     return s;
   }
@@ -154,14 +171,12 @@ Status CommandJournal::finish(const std::string& id, const Status& outcome) {
   }
   it->second.done = true;
   it->second.status = outcome;
-  return append(nlohmann::json{{"event", "done"},
-                               {"id", id},
-                               {"deadline_ns", it->second.deadline_ns},
-                               {"code", std::string(status_code_name(outcome.code()))},
-                               {"message", outcome.message()},
-                               {"completed_ns", now_ns()}}
-                    .dump() +
-                "\n");
+  return append(line_of({{"event", "done"},
+                         {"id", id},
+                         {"deadline_ns", it->second.deadline_ns},
+                         {"code", std::string(status_code_name(outcome.code()))},
+                         {"message", outcome.message()},
+                         {"completed_ns", now_ns()}}));
 }
 
 std::size_t CommandJournal::size() const {

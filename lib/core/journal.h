@@ -46,6 +46,7 @@ class CommandJournal {
   int fd_;
   mutable std::mutex mutex_;
   std::map<std::string, Entry> entries_;  // GUARDED_BY(mutex_)
+  bool torn_ = false;                     // GUARDED_BY(mutex_): the last write failed midway
 };
 
 // Writes `content` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.

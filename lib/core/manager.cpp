@@ -60,10 +60,13 @@ struct Manager::Impl {
   std::map<std::pair<std::string, std::string>, VmView> vms;  // GUARDED_BY(mutex)
   std::map<std::string, std::shared_ptr<Pending>> pending;    // GUARDED_BY(mutex)
   bool closing = false;                                       // GUARDED_BY(mutex)
+  std::uint64_t version = 0;                                  // GUARDED_BY(mutex): bumped on every change of the view
 
   std::deque<std::pair<Command, std::vector<std::string>>> outbox;  // GUARDED_BY(mutex)
   std::condition_variable outbox_cv;
-  std::thread sender;
+  // Sends may block until their deadline waiting for a host to become reachable: several
+  // senders keep one slow command from holding up the others.
+  std::vector<std::thread> senders;
   std::thread timer;
 
   // Results that became complete are delivered outside the lock.
@@ -96,7 +99,10 @@ struct Manager::Impl {
     const std::size_t total = p->index.size();
     std::function<void()> progress;
     if (p->on_progress) {
-      progress = [p, pos = it->second, n, total] { p->on_progress(p->result.hosts[pos], n, total); };
+      // A copy: once the lock is released the result may be handed to `done` and moved.
+      progress = [cb = p->on_progress, host_result = p->result.hosts[it->second], n, total] {
+        cb(host_result, n, total);
+      };
     }
     if (n == total) {
       pending.erase(p->result.command_id);
@@ -109,6 +115,8 @@ struct Manager::Impl {
     {
       const std::lock_guard lock(mutex);
       hosts[h.info.id] = HostEntry{h, now_ns()};
+      ++version;
+      ++version;
     }
     changed.notify_all();
   }
@@ -120,6 +128,8 @@ struct Manager::Impl {
       const std::lock_guard lock(mutex);
       hosts.erase(id);
       std::erase_if(vms, [&](const auto& kv) { return kv.first.first == id; });
+      ++version;
+      ++version;
       // Commands still waiting for this host will not hear from it.
       auto snapshot = pending;
       for (auto& [cid, p] : snapshot) {
@@ -143,6 +153,8 @@ struct Manager::Impl {
     {
       const std::lock_guard lock(mutex);
       vms[{v.host_id, v.vm.uuid}] = v;
+      ++version;
+      ++version;
     }
     changed.notify_all();
   }
@@ -151,6 +163,8 @@ struct Manager::Impl {
     {
       const std::lock_guard lock(mutex);
       vms.erase({host, uuid});
+      ++version;
+      ++version;
     }
     changed.notify_all();
   }
@@ -193,7 +207,8 @@ struct Manager::Impl {
       }
       const std::int64_t wait = earliest - now_ns();
       if (wait > 0) {
-        changed.wait_for(lock, std::chrono::nanoseconds(wait));
+        // Capped: a far deadline must not overflow the clock arithmetic inside wait_for.
+        changed.wait_for(lock, std::chrono::nanoseconds(std::min<std::int64_t>(wait, 3'600'000'000'000LL)));
         continue;
       }
       // Conclude every command past its deadline: silent hosts are "no reply".
@@ -285,8 +300,8 @@ struct Manager::Impl {
       done(s);
       return;
     }
-    if (exec.timeout.count() <= 0) {
-      done(invalid_argument_error("the command timeout must be positive"));
+    if (exec.timeout.count() <= 0 || exec.timeout > std::chrono::hours(24)) {
+      done(invalid_argument_error("the command timeout must be positive and at most 24 hours"));
       return;
     }
     auto p = std::make_shared<Pending>();
@@ -298,30 +313,34 @@ struct Manager::Impl {
     c.arguments = arguments;
     c.issued_ns = now_ns();
     c.deadline_ns = c.issued_ns + std::chrono::duration_cast<std::chrono::nanoseconds>(exec.timeout).count();
-    std::vector<std::string> expected;
+    p->done = std::move(done);  // p is not shared until it enters `pending`
+    Status refused;
     {
-      const std::lock_guard lock(mutex);
+      std::unique_lock lock(mutex);
       auto e = expected_locked(target);
       if (!e.ok()) {
-        done(e.status());
-        return;
+        refused = e.status();
+      } else {
+        std::vector<std::string> expected = std::move(*e);
+        p->result.command_id = c.id;
+        p->result.target = target;
+        p->result.verb = verb;
+        for (const auto& h : expected) {
+          p->index[h] = p->result.hosts.size();
+          HostResult r;
+          r.host_id = h;
+          p->result.hosts.push_back(std::move(r));
+        }
+        p->sent_ns = c.issued_ns;
+        p->deadline_ns = c.deadline_ns;
+        p->on_progress = exec.on_progress;
+        pending[c.id] = p;
+        outbox.emplace_back(std::move(c), std::move(expected));
       }
-      expected = std::move(*e);
-      p->result.command_id = c.id;
-      p->result.target = target;
-      p->result.verb = verb;
-      for (const auto& h : expected) {
-        p->index[h] = p->result.hosts.size();
-        HostResult r;
-        r.host_id = h;
-        p->result.hosts.push_back(std::move(r));
-      }
-      p->sent_ns = c.issued_ns;
-      p->deadline_ns = c.deadline_ns;
-      p->on_progress = exec.on_progress;
-      p->done = std::move(done);
-      pending[c.id] = p;
-      outbox.emplace_back(std::move(c), std::move(expected));
+    }
+    if (!refused.ok()) {
+      p->done(refused);  // outside the lock: `done` may call back into the Manager
+      return;
     }
     changed.notify_all();  // the timer learns the new deadline
     outbox_cv.notify_all();
@@ -339,8 +358,8 @@ struct Manager::Impl {
     }
     changed.notify_all();
     outbox_cv.notify_all();
-    if (sender.joinable()) {
-      sender.join();
+    for (auto& t : senders) {
+      t.join();
     }
     if (timer.joinable()) {
       timer.join();
@@ -378,8 +397,15 @@ Result<std::unique_ptr<Manager>> Manager::open(ManagerOptions options) {
   cb.on_vm_gone = [self](const std::string& h, const std::string& u) { self->on_vm_gone(h, u); };
   cb.on_reply = [self](const CommandReply& r) { self->on_reply(r); };
   CLOUDMGR_ASSIGN_OR_RETURN(impl->link, impl->transport->open_manager(impl->options.name, std::move(cb)));
-  impl->sender = std::thread([self] { self->sender_loop(); });
-  impl->timer = std::thread([self] { self->timer_loop(); });
+  try {
+    for (int i = 0; i < 4; ++i) {
+      impl->senders.emplace_back([self] { self->sender_loop(); });
+    }
+    impl->timer = std::thread([self] { self->timer_loop(); });
+  } catch (const std::system_error& e) {
+    impl->close();
+    return resource_exhausted_error(fmt::format("starting the manager's threads: {}", e.what()));
+  }
   return std::unique_ptr<Manager>(new Manager(std::move(impl)));
 }
 
@@ -445,11 +471,18 @@ Result<std::vector<std::string>> Manager::expected_hosts(const Target& target) c
 Status Manager::wait_until(const std::function<bool(const Manager&)>& predicate, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
+    std::uint64_t seen = 0;
+    {
+      const std::lock_guard lock(impl_->mutex);
+      seen = impl_->version;
+    }
+    // The predicate reads the view through the public (locking) accessors, so it runs
+    // unlocked; a change it missed moved `version`, and the wait below returns at once.
     if (predicate(*this)) {
       return {};
     }
     std::unique_lock lock(impl_->mutex);
-    if (impl_->changed.wait_until(lock, deadline) == std::cv_status::timeout) {
+    if (!impl_->changed.wait_until(lock, deadline, [&] { return impl_->version != seen; })) {
       lock.unlock();
       return predicate(*this) ? Status() : deadline_exceeded_error("condition not met in time");
     }

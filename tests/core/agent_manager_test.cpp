@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
 #include <fstream>
 
@@ -324,6 +325,51 @@ TEST_F(CloudTest, AgentOptionsAreValidated) {
   auto bad = Agent::start(o);
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(bad.status().message().find("groups.json"), std::string::npos) << bad.status();
+}
+
+}  // namespace
+}  // namespace cloudmgr
+
+namespace cloudmgr {
+namespace {
+
+// Regression: text off the wire that is not UTF-8 once made the journal's JSON writer throw
+// and took the agent down. It is journaled with replacement characters and answered.
+TEST_F(CloudTest, InvalidUtf8OnTheWireIsAnsweredNotFatal) {
+  start_agent("node1");
+  ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());
+  auto t = spi::open_transport(transport());
+  ASSERT_TRUE(t.ok());
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<CommandReply> replies;
+  spi::ManagerCallbacks cb;
+  cb.on_reply = [&](const CommandReply& r) {
+    {
+      const std::lock_guard lock(mu);
+      replies.push_back(r);
+    }
+    cv.notify_all();
+  };
+  auto link = (*t)->open_manager("raw", cb);
+  ASSERT_TRUE(link.ok());
+  Command c{.id = random_uuid(),
+            .issuer = "\xff\xfe issuer",
+            .target = Target::host("node1"),
+            .verb = "vm.\xc3",
+            .arguments = {{"vm", "caf\xc3"}},
+            .issued_ns = now_ns(),
+            .deadline_ns = now_ns() + 60'000'000'000LL};
+  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !replies.empty(); }));
+    EXPECT_EQ(replies[0].status.code(), StatusCode::kInvalidArgument) << replies[0].status;
+  }
+  link->reset();
+  auto after = manager().execute(Target::host("node1"), "host.info", {});
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_TRUE(after->all_ok());
 }
 
 }  // namespace
