@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cloudmgr/cloudmgr.h"
+#include "support/raw_manager.h"
 
 extern char** environ;  // NOLINT(readability-redundant-declaration)
 
@@ -267,25 +268,9 @@ TEST_F(MultiProcess, CleanStopIsSeenAtOnceAndExitsZero) {
 TEST_F(MultiProcess, DuplicateIdsRunOnceAndExpiredCommandsAreRejected) {
   start_agent("node1");
   ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(20000)).ok());
-  auto t = spi::open_transport(transport());
-  ASSERT_TRUE(t.ok()) << t.status();
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<CommandReply> replies;
-  spi::ManagerCallbacks cb;
-  cb.on_reply = [&](const CommandReply& r) {
-    {
-      const std::lock_guard lock(mu);
-      replies.push_back(r);
-    }
-    cv.notify_all();
-  };
-  auto link = (*t)->open_manager("raw", cb);
-  ASSERT_TRUE(link.ok());
-  auto wait_replies = [&](std::size_t n) {
-    std::unique_lock lock(mu);
-    return cv.wait_for(lock, std::chrono::seconds(20), [&] { return replies.size() >= n; });
-  };
+  auto raw = testing::RawManager::open(transport());
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  auto wait_replies = [&](std::size_t n) { return (*raw)->wait_replies(n); };
   Command c{.id = random_uuid(),
             .issuer = "raw",
             .target = Target::host("node1"),
@@ -293,26 +278,20 @@ TEST_F(MultiProcess, DuplicateIdsRunOnceAndExpiredCommandsAreRejected) {
             .arguments = {{"vm", "batch1"}},
             .issued_ns = now_ns(),
             .deadline_ns = now_ns() + 60'000'000'000LL};
-  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE((*raw)->send(c, {"node1"}).ok());
   ASSERT_TRUE(wait_replies(1));
-  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE((*raw)->send(c, {"node1"}).ok());
   ASSERT_TRUE(wait_replies(2));
-  {
-    const std::lock_guard lock(mu);
-    EXPECT_TRUE(replies[0].status.ok()) << replies[0].status;
-    // Executed once: a second start of a running VM would have failed with FAILED_PRECONDITION.
-    EXPECT_TRUE(replies[1].status.ok()) << replies[1].status;
-  }
+  EXPECT_TRUE((*raw)->reply(0).status.ok()) << (*raw)->reply(0).status;
+  // Executed once: a second start of a running VM would have failed with FAILED_PRECONDITION.
+  EXPECT_TRUE((*raw)->reply(1).status.ok()) << (*raw)->reply(1).status;
   Command late = c;
   late.id = random_uuid();
   late.verb = "vm.destroy";
   late.deadline_ns = now_ns() - 1'000'000'000LL;
-  ASSERT_TRUE((*link)->send(late, {"node1"}).ok());
+  ASSERT_TRUE((*raw)->send(late, {"node1"}).ok());
   ASSERT_TRUE(wait_replies(3));
-  {
-    const std::lock_guard lock(mu);
-    EXPECT_EQ(replies[2].status.code(), StatusCode::kDeadlineExceeded) << replies[2].status;
-  }
+  EXPECT_EQ((*raw)->reply(2).status.code(), StatusCode::kDeadlineExceeded) << (*raw)->reply(2).status;
   // batch1 is still running: the expired destroy did not run.
   ASSERT_TRUE(manager()
                   .wait_until(
@@ -323,7 +302,6 @@ TEST_F(MultiProcess, DuplicateIdsRunOnceAndExpiredCommandsAreRejected) {
                       },
                       milliseconds(10000))
                   .ok());
-  link->reset();
 }
 
 TEST_F(MultiProcess, BadInputIsRefusedAndChangesNothing) {

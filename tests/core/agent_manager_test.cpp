@@ -12,6 +12,7 @@
 
 #include "cloudmgr/agent.h"
 #include "cloudmgr/manager.h"
+#include "support/raw_manager.h"
 
 namespace cloudmgr {
 namespace {
@@ -253,17 +254,8 @@ TEST_F(CloudTest, DuplicateCommandIdsExecuteOnceEvenAfterRestart) {
   start_agent("node1");
   ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());
   // Drive an agent link directly, with a fixed command id.
-  auto t = spi::open_transport(transport());
-  ASSERT_TRUE(t.ok());
-  std::mutex mu;
-  std::vector<CommandReply> replies;
-  spi::ManagerCallbacks cb;
-  cb.on_reply = [&](const CommandReply& r) {
-    const std::lock_guard lock(mu);
-    replies.push_back(r);
-  };
-  auto link = (*t)->open_manager("raw", cb);
-  ASSERT_TRUE(link.ok());
+  auto raw = testing::RawManager::open(transport());
+  ASSERT_TRUE(raw.ok()) << raw.status();
   Command c{.id = "11111111-2222-4333-8444-555555555555",
             .issuer = "raw",
             .target = Target::host("node1"),
@@ -271,44 +263,28 @@ TEST_F(CloudTest, DuplicateCommandIdsExecuteOnceEvenAfterRestart) {
             .arguments = {{"vm", "batch1"}},
             .issued_ns = now_ns(),
             .deadline_ns = now_ns() + 60'000'000'000LL};
-  auto wait_replies = [&](std::size_t n) {
-    for (int i = 0; i < 500; ++i) {
-      {
-        const std::lock_guard lock(mu);
-        if (replies.size() >= n) return true;
-      }
-      std::this_thread::sleep_for(milliseconds(10));
-    }
-    return false;
-  };
-  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  auto wait_replies = [&](std::size_t n) { return (*raw)->wait_replies(n); };
+  ASSERT_TRUE((*raw)->send(c, {"node1"}).ok());
   ASSERT_TRUE(wait_replies(1));
-  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE((*raw)->send(c, {"node1"}).ok());
   ASSERT_TRUE(wait_replies(2));
   EXPECT_EQ(agents_["node1"]->commands_executed(), 1U);
-  {
-    const std::lock_guard lock(mu);
-    EXPECT_TRUE(replies[0].status.ok()) << replies[0].status;
-    EXPECT_TRUE(replies[1].status.ok()) << replies[1].status;  // the first outcome, repeated
-  }
+  EXPECT_TRUE((*raw)->reply(0).status.ok()) << (*raw)->reply(0).status;
+  EXPECT_TRUE((*raw)->reply(1).status.ok()) << (*raw)->reply(1).status;  // the first outcome, repeated
   // Restart: the journal in the state directory still knows the id.
   agents_.erase("node1");
   start_agent("node1");
-  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
+  ASSERT_TRUE((*raw)->send(c, {"node1"}).ok());
   ASSERT_TRUE(wait_replies(3));
   EXPECT_EQ(agents_["node1"]->commands_executed(), 0U);
   // An expired command is rejected and not executed.
   Command late = c;
   late.id = random_uuid();
   late.deadline_ns = now_ns() - 1'000'000'000LL;
-  ASSERT_TRUE((*link)->send(late, {"node1"}).ok());
+  ASSERT_TRUE((*raw)->send(late, {"node1"}).ok());
   ASSERT_TRUE(wait_replies(4));
-  {
-    const std::lock_guard lock(mu);
-    EXPECT_EQ(replies[3].status.code(), StatusCode::kDeadlineExceeded) << replies[3].status;
-  }
+  EXPECT_EQ((*raw)->reply(3).status.code(), StatusCode::kDeadlineExceeded) << (*raw)->reply(3).status;
   EXPECT_EQ(agents_["node1"]->commands_executed(), 0U);
-  link->reset();
 }
 
 TEST_F(CloudTest, AgentOptionsAreValidated) {
@@ -338,21 +314,8 @@ namespace {
 TEST_F(CloudTest, InvalidUtf8OnTheWireIsAnsweredNotFatal) {
   start_agent("node1");
   ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());
-  auto t = spi::open_transport(transport());
-  ASSERT_TRUE(t.ok());
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<CommandReply> replies;
-  spi::ManagerCallbacks cb;
-  cb.on_reply = [&](const CommandReply& r) {
-    {
-      const std::lock_guard lock(mu);
-      replies.push_back(r);
-    }
-    cv.notify_all();
-  };
-  auto link = (*t)->open_manager("raw", cb);
-  ASSERT_TRUE(link.ok());
+  auto raw = testing::RawManager::open(transport());
+  ASSERT_TRUE(raw.ok()) << raw.status();
   Command c{.id = random_uuid(),
             .issuer = "\xff\xfe issuer",
             .target = Target::host("node1"),
@@ -360,13 +323,9 @@ TEST_F(CloudTest, InvalidUtf8OnTheWireIsAnsweredNotFatal) {
             .arguments = {{"vm", "caf\xc3"}},
             .issued_ns = now_ns(),
             .deadline_ns = now_ns() + 60'000'000'000LL};
-  ASSERT_TRUE((*link)->send(c, {"node1"}).ok());
-  {
-    std::unique_lock lock(mu);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10), [&] { return !replies.empty(); }));
-    EXPECT_EQ(replies[0].status.code(), StatusCode::kInvalidArgument) << replies[0].status;
-  }
-  link->reset();
+  ASSERT_TRUE((*raw)->send(c, {"node1"}).ok());
+  ASSERT_TRUE((*raw)->wait_replies(1));
+  EXPECT_EQ((*raw)->reply(0).status.code(), StatusCode::kInvalidArgument) << (*raw)->reply(0).status;
   auto after = manager().execute(Target::host("node1"), "host.info", {});
   ASSERT_TRUE(after.ok()) << after.status();
   EXPECT_TRUE(after->all_ok());
