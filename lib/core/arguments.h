@@ -25,13 +25,6 @@ class ArgumentReader {
     return nullptr;
   }
 
-  Result<std::string> text(std::string_view name) const {
-    if (const std::string* v = find(name)) {
-      return *v;
-    }
-    return invalid_argument_error(fmt::format("{} needs the argument '{}'", verb_, name));
-  }
-
   std::string text_or(std::string_view name, const std::string& fallback) const {
     const std::string* v = find(name);
     return v != nullptr ? *v : fallback;

@@ -307,7 +307,7 @@ struct Manager::Impl {
     auto p = std::make_shared<Pending>();
     Command c;
     c.id = random_uuid();
-    c.issuer = options_name();
+    c.issuer = options.name;
     c.target = target;
     c.verb = verb;
     c.arguments = arguments;
@@ -345,8 +345,6 @@ struct Manager::Impl {
     changed.notify_all();  // the timer learns the new deadline
     outbox_cv.notify_all();
   }
-
-  std::string options_name() const { return options.name; }
 
   void close() {
     {

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmgr/cloud.h"
 #include "core/status_macros.h"
 #include "driver/libvirt/domain_xml.h"
 #include "driver/libvirt/event_loop.h"
@@ -194,11 +195,6 @@ std::pair<VmEventKind, std::string_view> map_event(int event, int detail) {
     default:
       return {VmEventKind::kCrashed, "unknown-event"};
   }
-}
-
-std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 // Shared between a LibvirtSubscription and libvirt's callback: lets the subscription's
