@@ -7,6 +7,12 @@
 //   groups.json      the host's groups (written atomically)
 //   commands.jsonl   one line per command received: executed at most once, even across
 //                    restarts; entries past their deadline are dropped at start
+//   metrics.db       monitoring history (SQLite): raw ticks and rollups, bounded by the
+//                    retention (HistoryRetention), kept across restarts
+//
+// Monitoring: every sample_ms the agent reads its hypervisor's counters in one bulk call,
+// turns them into rates (docs/monitoring.md), publishes one HostSample (its VMs included)
+// and records it in its history, which managers query with the "monitor.history" verb.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +22,7 @@
 
 #include "cloudmgr/export.h"
 #include "cloudmgr/hypervisor.h"
+#include "cloudmgr/metrics.h"
 #include "cloudmgr/spi/transport.h"
 #include "cloudmgr/status.h"
 
@@ -28,6 +35,9 @@ struct AgentOptions {
   spi::TransportConfig transport;
   std::uint32_t refresh_ms = 5000;  // full re-read of host and VM state
   std::uint32_t workers = 4;        // commands executed at once
+  std::uint32_t sample_ms = 1000;   // monitoring tick; 0 turns monitoring off; else >= 100
+  bool history = true;              // keep history in <state_dir>/metrics.db
+  HistoryRetention retention;
 };
 
 // Owns its hypervisor connection, its transport link and its threads. Thread-safe.
@@ -47,6 +57,8 @@ class CLOUDMGR_API Agent {
   std::vector<std::string> groups() const;
   // Commands executed since start (duplicates and rejected ones excluded).
   std::uint64_t commands_executed() const noexcept;
+  // Monitoring ticks published since start.
+  std::uint64_t samples_published() const noexcept;
 
   // Stops without leaving, as a crash would look to managers (tests).
   void abandon();

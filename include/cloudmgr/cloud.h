@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cloudmgr/export.h"
+#include "cloudmgr/metrics.h"
 #include "cloudmgr/model.h"
 #include "cloudmgr/status.h"
 
@@ -82,6 +83,7 @@ struct CommandReply {
   std::vector<ProcessInfo> processes;   // "host.ps"
   std::vector<SnapshotInfo> snapshots;  // "snapshot.list", "snapshot.create"
   std::vector<VmInfo> vms;              // "vm.define", "vm.show"
+  std::vector<HistorySeries> history;   // "monitor.history"
 };
 
 // Nanoseconds since the Unix epoch, now.

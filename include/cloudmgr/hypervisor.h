@@ -31,6 +31,10 @@ struct HypervisorOptions {
   // Where the process list is read from (the agent's machine).
   std::string proc_root = "/proc";
   HostRebootPolicy reboot;
+  // Usage counters from a load model instead of the driver's: for simulated hosts, whose
+  // hypervisor (libvirt's test driver) keeps no counters. kAuto: on for test:// URIs.
+  enum class SimulatedLoad : std::uint8_t { kAuto = 0, kOn, kOff };
+  SimulatedLoad simulated_load = SimulatedLoad::kAuto;
 };
 
 // Owns one driver connection. Thread-safe: every method may be called concurrently.
@@ -74,6 +78,11 @@ class CLOUDMGR_API Hypervisor {
   Result<std::vector<SnapshotInfo>> list_snapshots(const VmRef& vm);
   Status revert_to_snapshot(const VmRef& vm, std::string_view snapshot);
   Status delete_snapshot(const VmRef& vm, std::string_view snapshot);
+
+  // Usage counters of the host and its active VMs, in one bulk read; see
+  // spi::HypervisorDriver::read_counters. With HypervisorOptions::simulated_load the
+  // counters come from a load model (HostCounters::simulated is set).
+  Result<HostCounters> read_counters();
 
   // Lifecycle events; see spi::HypervisorDriver::subscribe_lifecycle.
   Result<std::unique_ptr<spi::Subscription>> subscribe_lifecycle(spi::VmEventCallback callback);

@@ -19,6 +19,7 @@
 
 #include "cloudmgr/cloud.h"
 #include "cloudmgr/export.h"
+#include "cloudmgr/metrics.h"
 #include "cloudmgr/spi/transport.h"
 #include "cloudmgr/status.h"
 
@@ -27,6 +28,9 @@ namespace cloudmgr {
 struct ManagerOptions {
   spi::TransportConfig transport;
   std::string name;  // shown to agents as the issuer; empty = "manager-<pid>"
+  // Receive the hosts' monitoring ticks (HostMetrics). Off for a manager that never looks at
+  // samples (saves their traffic); samples() is then always empty.
+  bool samples = true;
 };
 
 // One host's part of a command's result.
@@ -65,8 +69,31 @@ struct ExecuteOptions {
 
 // A host in the manager's view.
 struct HostEntry {
+  enum class State : std::uint8_t {
+    kOnline = 0,
+    kOffline,  // its agent stopped answering (liveliness lost); it may come back
+  };
   HostView view;
-  std::int64_t last_seen_ns = 0;  // when this manager last heard of it (its clock)
+  State state = State::kOnline;
+  std::int64_t last_seen_ns = 0;      // when this manager last heard from it (its clock)
+  std::int64_t offline_since_ns = 0;  // when it was marked offline (0 while online)
+
+  bool online() const noexcept { return state == State::kOnline; }
+};
+
+CLOUDMGR_API std::string_view to_string(HostEntry::State state) noexcept;
+
+// Keeps a sample subscription alive; destroying it unsubscribes. After the destructor returns
+// the callback is not running and is never called again (unless it runs on the callback's own
+// thread, from inside the callback: then only the second holds).
+class CLOUDMGR_API SampleSubscription {
+ public:
+  virtual ~SampleSubscription();
+  SampleSubscription(const SampleSubscription&) = delete;
+  SampleSubscription& operator=(const SampleSubscription&) = delete;
+
+ protected:
+  SampleSubscription() = default;
 };
 
 // Thread-safe. Owns its transport participant.
@@ -82,7 +109,9 @@ class CLOUDMGR_API Manager {
 
   const std::string& name() const noexcept;
 
-  // Hosts now online, sorted by id.
+  // Hosts known to this manager, sorted by id: online ones, and those whose agent died
+  // (offline; their VMs are no longer listed). A host whose agent stopped cleanly leaves
+  // the view at once.
   std::vector<HostEntry> hosts() const;
   std::optional<HostEntry> host(const std::string& id) const;
   // VMs, sorted by host then name; only those of `host_id` / of hosts in `group` when given.
@@ -93,6 +122,21 @@ class CLOUDMGR_API Manager {
   // The hosts a command to `target` expects to hear from now. kNotFound for an unknown
   // host or a group with no member; kInvalidArgument for a malformed name.
   Result<std::vector<std::string>> expected_hosts(const Target& target) const;
+
+  // ---- monitoring ----
+  // The latest monitoring tick of every online host, sorted by host id (each carries its
+  // VMs' samples). Ticks older than the one held are dropped (reordered delivery).
+  std::vector<HostSample> samples() const;
+  std::optional<HostSample> sample(const std::string& host_id) const;
+  // The latest sample of one VM (by name or uuid) on any online host.
+  std::optional<VmSample> vm_sample(const std::string& vm) const;
+  // Calls `callback` with every tick that arrives from now on, on a transport thread, never
+  // under the manager's lock, one at a time. It must return promptly. kInvalidArgument for an
+  // empty callback; kFailedPrecondition when the manager was opened with samples off.
+  Result<std::unique_ptr<SampleSubscription>> subscribe_samples(std::function<void(const HostSample&)> callback);
+  // History kept by the target's hosts: one "monitor.history" command, one series per host in
+  // each host's result (reply.history). query.since_ns 0 means an hour ago.
+  Result<CommandResult> history(const Target& target, const HistoryQuery& query, const ExecuteOptions& options = {});
 
   // Waits until at least `count` hosts are online. kDeadlineExceeded saying how many are.
   Status wait_for_hosts(std::size_t count, std::chrono::milliseconds timeout);

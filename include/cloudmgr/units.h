@@ -24,4 +24,11 @@ CLOUDMGR_API Result<std::uint64_t> parse_bytes(std::string_view text);
 // one decimal.
 CLOUDMGR_API std::string format_bytes(std::uint64_t bytes);
 
+// Parses a duration: a whole number with a unit: ms, s, m (minutes), h, d ("90s", "2h",
+// "30d"), or several run together ("1h30m"). kInvalidArgument naming the text otherwise
+// (no unit, a negative or fractional number, overflow). Returns nanoseconds.
+CLOUDMGR_API Result<std::int64_t> parse_duration_ns(std::string_view text);
+// "1h30m", "45s", "250ms", "30d": the shortest exact form.
+CLOUDMGR_API std::string format_duration_ns(std::int64_t ns);
+
 }  // namespace cloudmgr

@@ -18,10 +18,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cloudmgr/spi/metrics_store.h"
 #include "cloudmgr/verbs.h"
 #include "cloudmgr/version.h"
 #include "core/arguments.h"
 #include "core/journal.h"
+#include "core/rates.h"
 #include "core/status_macros.h"
 
 namespace cloudmgr {
@@ -96,6 +98,13 @@ struct Agent::Impl {
 
   std::mutex in_flight_mutex;
   std::set<std::string> in_flight;  // GUARDED_BY(in_flight_mutex): ids executing in this process
+
+  std::unique_ptr<spi::MetricsStore> history;  // null when history is off
+  std::mutex sampler_mutex;
+  std::condition_variable sampler_cv;
+  bool sampler_stop = false;  // GUARDED_BY(sampler_mutex)
+  std::thread sampler;
+  std::atomic<std::uint64_t> samples{0};
 
   std::atomic<std::uint64_t> executed{0};
   std::atomic<bool> abandoned{false};
@@ -188,6 +197,68 @@ struct Agent::Impl {
       }
       (void)publish_host();
     }
+  }
+
+  // ---- monitoring ------------------------------------------------------------------------
+
+  // One tick: counters -> rates -> publish + record. Ticks keep to their schedule; a read
+  // slower than the period skips the ticks it overran (never a burst of catch-up reads).
+  void sample_loop() {
+    RateTracker rates(host_id());
+    const auto period = std::chrono::milliseconds(options.sample_ms);
+    auto next = std::chrono::steady_clock::now();
+    bool warned = false;
+    for (;;) {
+      {
+        std::unique_lock lock(sampler_mutex);
+        if (sampler_cv.wait_until(lock, next, [&] { return sampler_stop; })) {
+          return;
+        }
+      }
+      next += period;
+      auto counters = hv->read_counters();
+      if (!counters.ok()) {
+        if (counters.status().code() == StatusCode::kUnimplemented) {
+          fmt::print(stderr, "agent {}: monitoring off: {}\n", host_id(), counters.status().message());
+          return;
+        }
+        if (!warned) {  // transient (the hypervisor restarting): said once, retried every tick
+          fmt::print(stderr, "agent {}: reading usage counters failed: {}\n", host_id(), counters.status().message());
+          warned = true;
+        }
+        continue;
+      }
+      warned = false;
+      const HostSample sample = rates.update(*counters);
+      if (link->publish_sample(sample).ok()) {
+        ++samples;
+      }
+      if (history) {
+        (void)history->record(sample);  // a full disk loses history, never the live view
+      }
+      const auto now = std::chrono::steady_clock::now();
+      if (next < now) {
+        next = now + period - (now - next) % period;
+      }
+    }
+  }
+
+  Result<HistorySeries> query_history(const ArgumentReader& a) {
+    if (!history) {
+      return failed_precondition_error(fmt::format("host '{}' keeps no monitoring history", host_id()));
+    }
+    const auto i64 = [&](std::string_view name, std::uint64_t fallback) {
+      return static_cast<std::int64_t>(std::min<std::uint64_t>(a.u64_or(name, fallback), INT64_MAX));
+    };
+    HistoryQuery q;
+    q.vm = a.text_or("vm", "");
+    q.since_ns = i64("since_ns", 0);
+    q.until_ns = i64("until_ns", 0);
+    q.step_ns = i64("step_ns", 0);
+    q.max_points = static_cast<std::uint32_t>(std::min<std::uint64_t>(a.u64_or("max_points", 20'000), 1'000'000));
+    CLOUDMGR_ASSIGN_OR_RETURN(HistorySeries series, history->query(q));
+    series.host_id = host_id();
+    return series;
   }
 
   void on_event(const VmEvent& e) {
@@ -398,6 +469,12 @@ struct Agent::Impl {
       s = hv->revert_to_snapshot(vm(), a.text_or("name", ""));
     } else if (v == "snapshot.delete") {
       s = hv->delete_snapshot(vm(), a.text_or("name", ""));
+    } else if (v == "monitor.history") {
+      auto r = query_history(a);
+      s = r.status();
+      if (r.ok()) {
+        out.history.push_back(std::move(*r));
+      }
     } else {
       s = unimplemented_error(fmt::format("verb '{}' is known but this agent cannot execute it", v));
     }
@@ -429,11 +506,19 @@ struct Agent::Impl {
       refresh_stop = true;
     }
     refresh_cv.notify_all();
+    {
+      const std::lock_guard lock(sampler_mutex);
+      sampler_stop = true;
+    }
+    sampler_cv.notify_all();
     for (auto& w : workers) {
       w.join();
     }
     if (refresher.joinable()) {
       refresher.join();
+    }
+    if (sampler.joinable()) {
+      sampler.join();
     }
     if (link && !abandoned) {
       (void)link->leave();
@@ -465,6 +550,13 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
   if (options.refresh_ms < 100 || options.workers == 0 || options.workers > 64) {
     return invalid_argument_error("refresh_ms must be at least 100 and workers between 1 and 64");
   }
+  if (options.sample_ms != 0 && options.sample_ms < 100) {
+    return invalid_argument_error(
+        fmt::format("sample_ms is {}: the monitoring tick must be 0 (off) or at least 100 ms", options.sample_ms));
+  }
+  if (options.history) {
+    CLOUDMGR_RETURN_IF_ERROR(options.retention.validate());
+  }
   std::error_code ec;
   std::filesystem::create_directories(options.state_dir, ec);
   if (ec) {
@@ -487,6 +579,11 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
   }
   CLOUDMGR_ASSIGN_OR_RETURN(a.journal, CommandJournal::open(a.options.state_dir + "/commands.jsonl"));
   CLOUDMGR_ASSIGN_OR_RETURN(a.hv, Hypervisor::open(a.options.hypervisor));
+  if (a.options.history && a.options.sample_ms > 0) {
+    CLOUDMGR_ASSIGN_OR_RETURN(a.history, spi::open_metrics_store({.path = a.options.state_dir + "/metrics.db",
+                                                                  .host_id = a.host_id(),
+                                                                  .retention = a.options.retention}));
+  }
   CLOUDMGR_ASSIGN_OR_RETURN(a.transport, spi::open_transport(a.options.transport));
   Impl* self = impl.get();
   CLOUDMGR_ASSIGN_OR_RETURN(
@@ -507,6 +604,9 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
         a.workers.emplace_back([self] { self->worker_loop(); });
       }
       a.refresher = std::thread([self] { self->refresh_loop(); });
+      if (a.options.sample_ms > 0) {
+        a.sampler = std::thread([self] { self->sample_loop(); });
+      }
     } catch (const std::system_error& e) {
       return resource_exhausted_error(fmt::format("starting the agent's threads: {}", e.what()));
     }
@@ -522,6 +622,7 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
 const std::string& Agent::host_id() const noexcept { return impl_->host_id(); }
 std::vector<std::string> Agent::groups() const { return impl_->current_groups(); }
 std::uint64_t Agent::commands_executed() const noexcept { return impl_->executed.load(); }
+std::uint64_t Agent::samples_published() const noexcept { return impl_->samples.load(); }
 
 void Agent::abandon() {
   impl_->abandoned = true;

@@ -61,6 +61,9 @@ Status HypervisorDriver::delete_snapshot(const VmRef& /*vm*/, std::string_view /
 Result<std::unique_ptr<Subscription>> HypervisorDriver::subscribe_lifecycle(VmEventCallback /*callback*/) {
   return unimplemented_error(fmt::format("driver for '{}' does not support lifecycle events", uri()));
 }
+Result<HostCounters> HypervisorDriver::read_counters() {
+  return unimplemented_error(fmt::format("driver for '{}' does not read usage counters", uri()));
+}
 
 Status register_hypervisor_driver(std::string name, HypervisorDriverFactory factory) {
   if (name.empty() || !factory) {

@@ -5,6 +5,7 @@
 
 #include "cloudmgr/cloud.h"
 
+#include "core/load_model.h"
 #include "core/status_macros.h"
 
 namespace cloudmgr {
@@ -13,6 +14,7 @@ struct Hypervisor::Impl {
   HypervisorOptions options;
   std::unique_ptr<spi::HypervisorDriver> driver;
   std::string uri;
+  std::unique_ptr<LoadModel> load;  // set when the counters are simulated
 };
 
 namespace {
@@ -53,6 +55,10 @@ Result<std::unique_ptr<Hypervisor>> Hypervisor::wrap(std::unique_ptr<spi::Hyperv
       }
     }
     options.host_id = check_host_id(id).ok() ? id : "host";
+  }
+  using Sim = HypervisorOptions::SimulatedLoad;
+  if (options.simulated_load == Sim::kOn || (options.simulated_load == Sim::kAuto && impl->uri.starts_with("test:"))) {
+    impl->load = std::make_unique<LoadModel>();
   }
   impl->options = std::move(options);
   impl->driver = std::move(driver);
@@ -163,6 +169,15 @@ Status Hypervisor::delete_snapshot(const VmRef& vm, std::string_view snapshot) {
   CLOUDMGR_RETURN_IF_ERROR(check_ref(vm));
   CLOUDMGR_RETURN_IF_ERROR(validate_snapshot_name(snapshot));
   return impl_->driver->delete_snapshot(vm, snapshot);
+}
+
+Result<HostCounters> Hypervisor::read_counters() {
+  if (!impl_->load) {
+    return impl_->driver->read_counters();
+  }
+  CLOUDMGR_ASSIGN_OR_RETURN(const HostInfo host, impl_->driver->host_info());
+  CLOUDMGR_ASSIGN_OR_RETURN(const auto active, impl_->driver->list_vms(VmFilter::active()));
+  return impl_->load->read(host, active, now_ns());
 }
 
 Result<std::unique_ptr<spi::Subscription>> Hypervisor::subscribe_lifecycle(spi::VmEventCallback callback) {

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <atomic>
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
@@ -30,6 +31,12 @@ std::string_view to_string(HostResult::Outcome outcome) noexcept {
   return "no-reply";
 }
 
+std::string_view to_string(HostEntry::State state) noexcept {
+  return state == HostEntry::State::kOnline ? "online" : "offline";
+}
+
+SampleSubscription::~SampleSubscription() = default;
+
 std::size_t CommandResult::count(HostResult::Outcome outcome) const noexcept {
   return static_cast<std::size_t>(
       std::count_if(hosts.begin(), hosts.end(), [&](const HostResult& h) { return h.outcome == outcome; }));
@@ -47,6 +54,37 @@ struct Pending {
   std::function<void(Result<CommandResult>)> done;
 };
 
+// One subscriber of samples. `mutex` is held while its callback runs, so the handle's
+// destructor waits for a running call (unless it runs inside that call, on the same thread).
+struct SampleSink {
+  std::mutex mutex;
+  bool alive = true;                             // GUARDED_BY(mutex)
+  std::atomic<std::thread::id> calling{};        // the thread running the callback, if any
+  std::function<void(const HostSample&)> callback;
+};
+
+class SampleSubscriptionImpl final : public SampleSubscription {
+ public:
+  SampleSubscriptionImpl(std::function<void(std::uint64_t)> remove, std::uint64_t id, std::shared_ptr<SampleSink> sink)
+      : remove_(std::move(remove)), id_(id), sink_(std::move(sink)) {}
+  ~SampleSubscriptionImpl() override {
+    remove_(id_);
+    if (sink_->calling.load() == std::this_thread::get_id()) {
+      sink_->alive = false;  // inside the callback: its own lock is held by this thread
+      return;
+    }
+    const std::lock_guard lock(sink_->mutex);
+    sink_->alive = false;
+  }
+  SampleSubscriptionImpl(const SampleSubscriptionImpl&) = delete;
+  SampleSubscriptionImpl& operator=(const SampleSubscriptionImpl&) = delete;
+
+ private:
+  std::function<void(std::uint64_t)> remove_;
+  std::uint64_t id_;
+  std::shared_ptr<SampleSink> sink_;
+};
+
 }  // namespace
 
 struct Manager::Impl {
@@ -58,6 +96,9 @@ struct Manager::Impl {
   std::condition_variable changed;                            // any change of the view or of pending
   std::map<std::string, HostEntry> hosts;                     // GUARDED_BY(mutex)
   std::map<std::pair<std::string, std::string>, VmView> vms;  // GUARDED_BY(mutex)
+  std::map<std::string, HostSample> samples;                  // GUARDED_BY(mutex): latest per online host
+  std::map<std::uint64_t, std::shared_ptr<SampleSink>> sinks;  // GUARDED_BY(mutex)
+  std::uint64_t next_sink = 0;                                // GUARDED_BY(mutex)
   std::map<std::string, std::shared_ptr<Pending>> pending;    // GUARDED_BY(mutex)
   bool closing = false;                                       // GUARDED_BY(mutex)
   std::uint64_t version = 0;                                  // GUARDED_BY(mutex): bumped on every change of the view
@@ -114,7 +155,7 @@ struct Manager::Impl {
   void on_host(const HostView& h) {
     {
       const std::lock_guard lock(mutex);
-      hosts[h.info.id] = HostEntry{h, now_ns()};
+      hosts[h.info.id] = HostEntry{.view = h, .state = HostEntry::State::kOnline, .last_seen_ns = now_ns()};
       ++version;
       ++version;
     }
@@ -126,7 +167,13 @@ struct Manager::Impl {
     std::vector<std::function<void()>> progress;
     {
       const std::lock_guard lock(mutex);
-      hosts.erase(id);
+      if (clean) {
+        hosts.erase(id);  // stopped on purpose: it leaves the view
+      } else if (auto it = hosts.find(id); it != hosts.end()) {
+        it->second.state = HostEntry::State::kOffline;
+        it->second.offline_since_ns = now_ns();
+      }
+      samples.erase(id);
       std::erase_if(vms, [&](const auto& kv) { return kv.first.first == id; });
       ++version;
       ++version;
@@ -167,6 +214,39 @@ struct Manager::Impl {
       ++version;
     }
     changed.notify_all();
+  }
+
+  void on_sample(const HostSample& s) {
+    std::vector<std::shared_ptr<SampleSink>> to_call;
+    {
+      const std::lock_guard lock(mutex);
+      auto h = hosts.find(s.host_id);
+      // Only an online host's ticks count: a tick still in flight when its host was marked
+      // offline must not look like a live agent (HostStatus alone brings a host back).
+      if (h == hosts.end() || !h->second.online()) {
+        return;
+      }
+      auto& latest = samples[s.host_id];
+      if (s.taken_ns <= latest.taken_ns && !latest.host_id.empty()) {
+        return;  // older than what we have
+      }
+      latest = s;
+      h->second.last_seen_ns = now_ns();
+      ++version;
+      ++version;
+      for (const auto& [id, sink] : sinks) {
+        to_call.push_back(sink);
+      }
+    }
+    changed.notify_all();
+    for (const auto& sink : to_call) {
+      const std::lock_guard lock(sink->mutex);
+      if (sink->alive) {
+        sink->calling = std::this_thread::get_id();
+        sink->callback(s);
+        sink->calling = std::thread::id();
+      }
+    }
   }
 
   void on_reply(const CommandReply& reply) {
@@ -266,15 +346,18 @@ struct Manager::Impl {
     switch (t.kind) {
       case Target::Kind::kHost:
         CLOUDMGR_RETURN_IF_ERROR(validate_host_id(t.name));
-        if (!hosts.contains(t.name)) {
+        if (auto it = hosts.find(t.name); it == hosts.end()) {
           return not_found_error(fmt::format("unknown host '{}' (not online)", t.name));
+        } else if (!it->second.online()) {
+          return unavailable_error(fmt::format("host '{}' is offline (its agent stopped answering {} s ago)", t.name,
+                                               (now_ns() - it->second.offline_since_ns) / 1'000'000'000));
         }
         out.push_back(t.name);
         break;
       case Target::Kind::kGroup:
         CLOUDMGR_RETURN_IF_ERROR(validate_group_name(t.name));
         for (const auto& [id, h] : hosts) {
-          if (std::find(h.view.groups.begin(), h.view.groups.end(), t.name) != h.view.groups.end()) {
+          if (h.online() && std::find(h.view.groups.begin(), h.view.groups.end(), t.name) != h.view.groups.end()) {
             out.push_back(id);
           }
         }
@@ -284,7 +367,9 @@ struct Manager::Impl {
         break;
       case Target::Kind::kAll:
         for (const auto& [id, h] : hosts) {
-          out.push_back(id);
+          if (h.online()) {
+            out.push_back(id);
+          }
         }
         if (out.empty()) {
           return not_found_error("no host is online");
@@ -394,6 +479,9 @@ Result<std::unique_ptr<Manager>> Manager::open(ManagerOptions options) {
   cb.on_vm = [self](const VmView& v) { self->on_vm(v); };
   cb.on_vm_gone = [self](const std::string& h, const std::string& u) { self->on_vm_gone(h, u); };
   cb.on_reply = [self](const CommandReply& r) { self->on_reply(r); };
+  if (impl->options.samples) {
+    cb.on_sample = [self](const HostSample& s) { self->on_sample(s); };
+  }
   CLOUDMGR_ASSIGN_OR_RETURN(impl->link, impl->transport->open_manager(impl->options.name, std::move(cb)));
   try {
     for (int i = 0; i < 4; ++i) {
@@ -487,13 +575,101 @@ Status Manager::wait_until(const std::function<bool(const Manager&)>& predicate,
   }
 }
 
+namespace {
+std::size_t online_count(const Manager& m) {
+  const auto hosts = m.hosts();
+  return static_cast<std::size_t>(std::count_if(hosts.begin(), hosts.end(), [](const auto& h) { return h.online(); }));
+}
+}  // namespace
+
 Status Manager::wait_for_hosts(std::size_t count, std::chrono::milliseconds timeout) {
-  Status s = wait_until([count](const Manager& m) { return m.hosts().size() >= count; }, timeout);
+  Status s = wait_until([count](const Manager& m) { return online_count(m) >= count; }, timeout);
   if (!s.ok()) {
     return deadline_exceeded_error(
-        fmt::format("{} of {} hosts online after {} ms", hosts().size(), count, timeout.count()));
+        fmt::format("{} of {} hosts online after {} ms", online_count(*this), count, timeout.count()));
   }
   return s;
+}
+
+std::vector<HostSample> Manager::samples() const {
+  const std::lock_guard lock(impl_->mutex);
+  std::vector<HostSample> out;
+  out.reserve(impl_->samples.size());
+  for (const auto& [id, s] : impl_->samples) {
+    out.push_back(s);
+  }
+  return out;
+}
+
+std::optional<HostSample> Manager::sample(const std::string& host_id) const {
+  const std::lock_guard lock(impl_->mutex);
+  auto it = impl_->samples.find(host_id);
+  if (it == impl_->samples.end()) {
+    return std::nullopt;
+  }
+  return it->second;
+}
+
+std::optional<VmSample> Manager::vm_sample(const std::string& vm) const {
+  const std::lock_guard lock(impl_->mutex);
+  for (const auto& [id, s] : impl_->samples) {
+    for (const auto& v : s.vms) {
+      if (v.name == vm || v.uuid == vm) {
+        return v;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+Result<std::unique_ptr<SampleSubscription>> Manager::subscribe_samples(
+    std::function<void(const HostSample&)> callback) {
+  if (!callback) {
+    return invalid_argument_error("subscribe_samples needs a callback");
+  }
+  if (!impl_->options.samples) {
+    return failed_precondition_error("this manager was opened with samples off (ManagerOptions::samples)");
+  }
+  auto sink = std::make_shared<SampleSink>();
+  sink->callback = std::move(callback);
+  std::uint64_t id = 0;
+  {
+    const std::lock_guard lock(impl_->mutex);
+    id = impl_->next_sink++;
+    impl_->sinks.emplace(id, sink);
+  }
+  std::weak_ptr<Impl> weak = impl_;
+  auto remove = [weak](std::uint64_t sink_id) {
+    if (auto impl = weak.lock()) {
+      const std::lock_guard lock(impl->mutex);
+      impl->sinks.erase(sink_id);
+    }
+  };
+  return std::unique_ptr<SampleSubscription>(new SampleSubscriptionImpl(std::move(remove), id, std::move(sink)));
+}
+
+Result<CommandResult> Manager::history(const Target& target, const HistoryQuery& query,
+                                       const ExecuteOptions& options) {
+  const std::int64_t now = now_ns();
+  const std::int64_t since = query.since_ns > 0 ? query.since_ns : now - 3600LL * 1'000'000'000;
+  if (query.until_ns != 0 && query.until_ns <= since) {
+    return invalid_argument_error("history: the window's end must come after its start");
+  }
+  if (query.step_ns < 0) {
+    return invalid_argument_error("history: the step must not be negative");
+  }
+  Arguments args{{"since_ns", std::to_string(since)}};
+  if (!query.vm.empty()) {
+    args.emplace_back("vm", query.vm);
+  }
+  if (query.until_ns > 0) {
+    args.emplace_back("until_ns", std::to_string(query.until_ns));
+  }
+  if (query.step_ns > 0) {
+    args.emplace_back("step_ns", std::to_string(query.step_ns));
+  }
+  args.emplace_back("max_points", std::to_string(query.max_points));
+  return execute(target, "monitor.history", args, options);
 }
 
 void Manager::execute_async(const Target& target, const std::string& verb, const Arguments& arguments,

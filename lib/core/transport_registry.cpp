@@ -60,6 +60,9 @@ Status validate(const TransportConfig& c) {
 }  // namespace
 
 AgentLink::~AgentLink() = default;
+Status AgentLink::publish_sample(const HostSample& /*sample*/) {
+  return unimplemented_error("this transport does not carry monitoring samples");
+}
 ManagerLink::~ManagerLink() = default;
 Transport::~Transport() = default;
 

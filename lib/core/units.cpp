@@ -109,4 +109,81 @@ std::string format_bytes(std::uint64_t bytes) {
   return fmt::format("{:.1f} {}", static_cast<double>(bytes) / static_cast<double>(scale), kNames[unit]);
 }
 
+namespace {
+
+struct DurationUnit {
+  std::string_view name;
+  std::int64_t ns;
+};
+// Longest names first, so "ms" is not read as "m" followed by "s".
+constexpr std::array<DurationUnit, 5> kDurationUnits = {{
+    {"ms", 1'000'000},
+    {"s", 1'000'000'000},
+    {"m", 60'000'000'000},
+    {"h", 3'600'000'000'000},
+    {"d", 86'400'000'000'000},
+}};
+
+}  // namespace
+
+Result<std::int64_t> parse_duration_ns(std::string_view text) {
+  const auto bad = [&](std::string_view why) {
+    return invalid_argument_error(
+        fmt::format("'{}' is not a duration ({}; e.g. 90s, 15m, 2h, 30d, 1h30m)", text.substr(0, 64), why));
+  };
+  if (text.empty()) {
+    return bad("empty");
+  }
+  std::int64_t total = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::int64_t n = 0;
+    const std::size_t start = i;
+    while (i < text.size() && text[i] >= '0' && text[i] <= '9') {
+      if (n > (INT64_MAX - 9) / 10) {
+        return bad("too large");
+      }
+      n = n * 10 + (text[i] - '0');
+      ++i;
+    }
+    if (i == start) {
+      return bad("expected a whole number");
+    }
+    const DurationUnit* unit = nullptr;
+    for (const auto& u : kDurationUnits) {
+      if (text.substr(i, u.name.size()) == u.name) {
+        unit = &u;
+        break;
+      }
+    }
+    if (unit == nullptr) {
+      return bad("expected a unit: ms, s, m, h or d");
+    }
+    i += unit->name.size();
+    if (n > (INT64_MAX - total) / unit->ns) {
+      return bad("too large");
+    }
+    total += n * unit->ns;
+  }
+  return total;
+}
+
+std::string format_duration_ns(std::int64_t ns) {
+  if (ns <= 0) {
+    return ns == 0 ? "0s" : "-" + format_duration_ns(-ns);
+  }
+  std::string out;
+  std::int64_t left = ns;
+  for (auto it = kDurationUnits.rbegin(); it != kDurationUnits.rend(); ++it) {
+    if (left >= it->ns) {
+      out += fmt::format("{}{}", left / it->ns, it->name);
+      left %= it->ns;
+    }
+  }
+  if (left > 0) {
+    out += fmt::format("{}ns", left);
+  }
+  return out;
+}
+
 }  // namespace cloudmgr

@@ -35,6 +35,11 @@ const std::vector<VerbSpec>& verbs() {
       {"snapshot.list", "a VM's snapshots", {"vm"}, {}, {}},
       {"snapshot.revert", "revert a VM to a snapshot", {"vm", "name"}, {}, {}},
       {"snapshot.delete", "delete a snapshot", {"vm", "name"}, {}, {}},
+      {"monitor.history",
+       "the host's or a VM's monitoring history over a window",
+       {"since_ns"},
+       {"vm", "until_ns", "step_ns", "max_points"},
+       {}},
   };
   return table;
 }
@@ -67,7 +72,8 @@ Status check_value(std::string_view verb, const std::string& name, const std::st
   if (name == "group") {
     return validate_group_name(value).with_context(std::string(verb));
   }
-  if (name == "timeout_ms" || name == "memory_bytes" || name == "vcpus") {
+  if (name == "timeout_ms" || name == "memory_bytes" || name == "vcpus" || name == "since_ns" || name == "until_ns" ||
+      name == "step_ns" || name == "max_points") {
     return r.u64(name).status();
   }
   if (name == "force" || name == "enabled" || name == "autostart") {

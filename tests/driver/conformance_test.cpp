@@ -9,10 +9,14 @@
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -615,6 +619,279 @@ TEST_F(Conformance, DestroyedSubscriptionGetsNoMoreEvents) {
   ASSERT_EQ(second.wait_for(b.name, 1).size(), 1U);
   EXPECT_EQ(first.kinds(a.name).size(), 1U);  // only the define seen before the reset
   EXPECT_TRUE(first.kinds(b.name).empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Usage counters: spi::HypervisorDriver::read_counters, called on the driver itself
+// (Hypervisor::read_counters may put a load model in front of it).
+
+// Replaces `hv` with a Hypervisor around a driver the test may also call directly, and
+// returns that driver (owned by `hv`). One connection for both: each connection to a test
+// driver file URI has its own copy of the host.
+spi::HypervisorDriver* reopen_with_driver(std::unique_ptr<Hypervisor>& hv) {
+  auto driver = spi::open_hypervisor_driver(g_tier.uri);
+  if (!driver.ok()) {
+    ADD_FAILURE() << driver.status();
+    return nullptr;
+  }
+  spi::HypervisorDriver* raw = driver->get();
+  auto wrapped = Hypervisor::wrap(
+      std::move(*driver),
+      {.uri = g_tier.uri, .host_id = "conformance", .simulated_load = HypervisorOptions::SimulatedLoad::kOff});
+  if (!wrapped.ok()) {
+    ADD_FAILURE() << wrapped.status();
+    return nullptr;
+  }
+  hv = std::move(*wrapped);
+  return raw;
+}
+
+const VmCounters* find_counters(const HostCounters& host, const std::string& uuid) {
+  const auto it =
+      std::find_if(host.vms.begin(), host.vms.end(), [&uuid](const VmCounters& vm) { return vm.uuid == uuid; });
+  return it == host.vms.end() ? nullptr : &*it;
+}
+
+// read_counters, bracketed by two list_vms calls: asserts the counters list exactly the
+// active VMs with list_vms's name, state and vCPUs. VMs of other processes sharing the
+// hypervisor (QEMU tier) may change meanwhile: a VM counts as active when either listing
+// has it, and must be listed when both have it.
+HostCounters counters_matching_list(Hypervisor& hv, spi::HypervisorDriver& driver) {
+  auto before = hv.list_vms(VmFilter::active());
+  const std::int64_t t0 = now_ns();
+  auto counters = driver.read_counters();
+  const std::int64_t t1 = now_ns();
+  auto after = hv.list_vms(VmFilter::active());
+  EXPECT_TRUE(before.ok() && after.ok()) << before.status() << " / " << after.status();
+  EXPECT_TRUE(counters.ok()) << counters.status();
+  if (!before.ok() || !after.ok() || !counters.ok()) {
+    return {};
+  }
+  EXPECT_GE(counters->taken_ns, t0);
+  EXPECT_LE(counters->taken_ns, t1);
+  EXPECT_FALSE(counters->simulated);
+  std::map<std::string, std::pair<const VmInfo*, const VmInfo*>> listed;  // uuid -> (before, after)
+  for (const VmInfo& vm : *before) {
+    listed[vm.uuid].first = &vm;
+  }
+  for (const VmInfo& vm : *after) {
+    listed[vm.uuid].second = &vm;
+  }
+  for (const VmCounters& c : counters->vms) {
+    const auto it = listed.find(c.uuid);
+    if (it == listed.end()) {
+      ADD_FAILURE() << "read_counters lists " << c.name << " (" << c.uuid << "), which list_vms has not active";
+      continue;
+    }
+    const VmInfo& vm = it->second.first != nullptr ? *it->second.first : *it->second.second;
+    EXPECT_EQ(c.name, vm.name);
+    EXPECT_EQ(c.vcpus, vm.vcpus) << vm.name;
+    const bool state_steady = it->second.first != nullptr && it->second.second != nullptr &&
+                              it->second.first->state == it->second.second->state;
+    if (state_steady) {
+      EXPECT_EQ(c.state, vm.state) << vm.name;
+    }
+  }
+  for (const auto& [uuid, seen] : listed) {
+    if (seen.first != nullptr && seen.second != nullptr) {
+      EXPECT_NE(find_counters(*counters, uuid), nullptr) << seen.first->name << " is active but has no counters";
+    }
+  }
+  EXPECT_TRUE(std::is_sorted(counters->vms.begin(), counters->vms.end(),
+                             [](const VmCounters& a, const VmCounters& b) { return a.name < b.name; }));
+  return *counters;
+}
+
+TEST_F(Conformance, ReadCountersListsExactlyTheActiveVms) {
+  spi::HypervisorDriver* driver = reopen_with_driver(hv_);
+  ASSERT_NE(driver, nullptr);
+  const VmInfo running = define(runnable("cnt-run"));
+  const VmInfo paused = define(runnable("cnt-pause", false));
+  const VmInfo off = define(runnable("cnt-off", false));
+  ASSERT_OK(hv_->start_vm(VmRef::by_name(running.name)));
+  ASSERT_OK(hv_->start_vm(VmRef::by_name(paused.name)));
+  ASSERT_OK(hv_->suspend_vm(VmRef::by_name(paused.name)));
+
+  HostCounters host = counters_matching_list(*hv_, *driver);
+  const VmCounters* r = find_counters(host, running.uuid);
+  const VmCounters* p = find_counters(host, paused.uuid);
+  ASSERT_NE(r, nullptr);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(find_counters(host, off.uuid), nullptr);
+  EXPECT_EQ(r->name, running.name);
+  EXPECT_EQ(r->state, VmState::kRunning);
+  EXPECT_EQ(r->vcpus, 1U);
+  EXPECT_EQ(r->memory_bytes, 64 * kMiB);
+  EXPECT_EQ(p->state, VmState::kPaused);
+  EXPECT_GT(host.cpus, 0U);
+  EXPECT_GT(host.memory_bytes, 0U);
+  EXPECT_LE(host.memory_free_bytes, host.memory_bytes);
+  ASSERT_TRUE(host.cpu_busy_ns.has_value());
+  ASSERT_TRUE(host.cpu_total_ns.has_value());
+  EXPECT_LE(*host.cpu_busy_ns, *host.cpu_total_ns);
+  if (g_tier.simulated) {
+    // tests/data/hosts/node-small.xml: db1 (2 vCPUs, 2 GiB) runs, batch1 is shut off. The
+    // test driver keeps no usage counters (its node CPU times are fixed figures).
+    EXPECT_EQ(host.cpus, 8U);
+    EXPECT_EQ(host.memory_bytes, 16 * kGiB);
+    EXPECT_EQ(host.memory_free_bytes, 16 * kGiB - 2 * kGiB - 128 * kMiB);
+    ASSERT_EQ(host.vms.size(), 3U);
+    EXPECT_EQ(host.vms[0].name, paused.name);
+    EXPECT_EQ(host.vms[1].name, running.name);
+    const VmCounters& db1 = host.vms[2];
+    EXPECT_EQ(db1.name, "db1");
+    EXPECT_EQ(db1.uuid, "6b1f3c0e-2a4d-4c57-9a61-0d7a5e2b9c01");
+    EXPECT_EQ(db1.state, VmState::kRunning);
+    EXPECT_EQ(db1.vcpus, 2U);
+    EXPECT_EQ(db1.memory_bytes, 2 * kGiB);
+    for (const VmCounters& vm : host.vms) {
+      EXPECT_EQ(vm.cpu_time_ns, std::nullopt) << vm.name;
+      EXPECT_EQ(vm.memory_used_bytes, std::nullopt) << vm.name;
+      EXPECT_EQ(vm.disk_read_bytes, std::nullopt) << vm.name;
+      EXPECT_EQ(vm.disk_write_bytes, std::nullopt) << vm.name;
+      EXPECT_EQ(vm.disk_read_ops, std::nullopt) << vm.name;
+      EXPECT_EQ(vm.disk_write_ops, std::nullopt) << vm.name;
+      EXPECT_EQ(vm.net_rx_bytes, std::nullopt) << vm.name;
+      EXPECT_EQ(vm.net_tx_bytes, std::nullopt) << vm.name;
+    }
+  }
+
+  // A VM that starts appears; one that is destroyed disappears.
+  ASSERT_OK(hv_->start_vm(VmRef::by_name(off.name)));
+  ASSERT_OK(hv_->destroy_vm(VmRef::by_name(running.name)));
+  host = counters_matching_list(*hv_, *driver);
+  ASSERT_NE(find_counters(host, off.uuid), nullptr);
+  EXPECT_EQ(find_counters(host, off.uuid)->state, VmState::kRunning);
+  EXPECT_EQ(find_counters(host, running.uuid), nullptr);
+  EXPECT_NE(find_counters(host, paused.uuid), nullptr);
+}
+
+// `virsh domstats` fields of one VM, read by libvirt's own client (independently of the
+// driver under test); empty when virsh fails.
+std::map<std::string, std::string> virsh_domstats(const std::string& vm) {
+  const std::string cmd =
+      "virsh -c '" + g_tier.uri + "' domstats --cpu-total --balloon --block --interface '" + vm + "' 2>&1";
+  std::map<std::string, std::string> out;
+  FILE* pipe = popen(cmd.c_str(), "r");  // NOLINT(cert-env33-c): test set-up
+  if (pipe == nullptr) {
+    ADD_FAILURE() << "cannot run " << cmd;
+    return out;
+  }
+  std::string text;
+  char buf[4096];
+  while (std::fgets(buf, sizeof buf, pipe) != nullptr) {
+    text += buf;
+  }
+  const int rc = pclose(pipe);
+  EXPECT_EQ(rc, 0) << cmd << ":\n" << text;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    std::size_t end = text.find('\n', pos);
+    if (end == std::string::npos) {
+      end = text.size();
+    }
+    std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    line.erase(0, line.find_first_not_of(' '));
+    if (const std::size_t eq = line.find('='); eq != std::string::npos) {
+      out[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+  }
+  return out;
+}
+
+// Sum of virsh's "<group>.<n>.<suffix>" fields; nullopt when no device has one.
+std::optional<std::uint64_t> virsh_sum(const std::map<std::string, std::string>& stats, const std::string& group,
+                                       const std::string& suffix) {
+  std::optional<std::uint64_t> sum;
+  for (const auto& [key, value] : stats) {
+    if (!key.starts_with(group + ".") || !key.ends_with("." + suffix)) {
+      continue;
+    }
+    const std::string index = key.substr(group.size() + 1, key.size() - group.size() - suffix.size() - 2);
+    if (!index.empty() && index.find_first_not_of("0123456789") == std::string::npos) {
+      sum = sum.value_or(0) + std::stoull(value);
+    }
+  }
+  return sum;
+}
+
+// A moving counter read by virsh between two read_counters must lie between their values;
+// one no device keeps is nullopt on both sides.
+void expect_bracketed(const char* what, std::optional<std::uint64_t> before, std::optional<std::uint64_t> virsh,
+                      std::optional<std::uint64_t> after) {
+  ASSERT_EQ(before.has_value(), virsh.has_value()) << what;
+  ASSERT_EQ(after.has_value(), virsh.has_value()) << what;
+  if (virsh) {
+    EXPECT_LE(*before, *virsh) << what;
+    EXPECT_LE(*virsh, *after) << what;
+  }
+}
+
+TEST_F(Conformance, ReadCountersAgreeWithLibvirtsOwnCounters) {
+  if (g_tier.simulated) {
+    GTEST_SKIP() << "the test driver keeps no usage counters";
+  }
+  spi::HypervisorDriver* driver = reopen_with_driver(hv_);
+  ASSERT_NE(driver, nullptr);
+  const VmInfo vm = define(runnable("cnt-usage"));
+  ASSERT_OK(hv_->start_vm(VmRef::by_name(vm.name)));
+
+  auto first = driver->read_counters();
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  auto second = driver->read_counters();
+  ASSERT_TRUE(second.ok()) << second.status();
+  const VmCounters* a = find_counters(*first, vm.uuid);
+  const VmCounters* b = find_counters(*second, vm.uuid);
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  ASSERT_TRUE(a->cpu_time_ns.has_value());
+  ASSERT_TRUE(b->cpu_time_ns.has_value());
+  EXPECT_GT(*a->cpu_time_ns, 0U);
+  EXPECT_GT(*b->cpu_time_ns, *a->cpu_time_ns);
+  EXPECT_EQ(a->memory_bytes, 64 * kMiB);
+  ASSERT_TRUE(a->memory_used_bytes.has_value());  // no guest balloon driver: QEMU's resident set
+  EXPECT_GT(*a->memory_used_bytes, 0U);
+  EXPECT_TRUE(a->disk_read_bytes.has_value());  // one disk
+  EXPECT_EQ(a->net_rx_bytes, std::nullopt);     // no NIC: the tier starts no network
+  ASSERT_TRUE(first->cpu_busy_ns && first->cpu_total_ns && second->cpu_busy_ns && second->cpu_total_ns);
+  EXPECT_GT(*second->cpu_busy_ns, *first->cpu_busy_ns);
+  EXPECT_GT(*second->cpu_total_ns, *first->cpu_total_ns);
+  EXPECT_LE(*first->cpu_busy_ns, *first->cpu_total_ns);
+  EXPECT_EQ(first->cpus, static_cast<std::uint32_t>(sysconf(_SC_NPROCESSORS_ONLN)));
+  EXPECT_GT(first->memory_free_bytes, 0U);
+  EXPECT_LE(first->memory_free_bytes, first->memory_bytes);
+
+  // libvirt's own counters, read by virsh between two read_counters.
+  auto before = driver->read_counters();
+  const auto stats = virsh_domstats(vm.name);
+  auto after = driver->read_counters();
+  ASSERT_TRUE(before.ok() && after.ok());
+  const VmCounters* x = find_counters(*before, vm.uuid);
+  const VmCounters* y = find_counters(*after, vm.uuid);
+  ASSERT_NE(x, nullptr);
+  ASSERT_NE(y, nullptr);
+  ASSERT_TRUE(stats.contains("cpu.time")) << "virsh domstats gave " << stats.size() << " fields";
+  expect_bracketed("cpu.time", x->cpu_time_ns, std::stoull(stats.at("cpu.time")), y->cpu_time_ns);
+  ASSERT_TRUE(stats.contains("balloon.current"));
+  EXPECT_EQ(std::stoull(stats.at("balloon.current")), x->memory_bytes / 1024);
+  EXPECT_EQ(std::stoull(stats.at("balloon.current")), y->memory_bytes / 1024);
+  EXPECT_EQ(stats.at("block.count"), "1");
+  expect_bracketed("block rd.bytes", x->disk_read_bytes, virsh_sum(stats, "block", "rd.bytes"), y->disk_read_bytes);
+  expect_bracketed("block wr.bytes", x->disk_write_bytes, virsh_sum(stats, "block", "wr.bytes"), y->disk_write_bytes);
+  expect_bracketed("block rd.reqs", x->disk_read_ops, virsh_sum(stats, "block", "rd.reqs"), y->disk_read_ops);
+  expect_bracketed("block wr.reqs", x->disk_write_ops, virsh_sum(stats, "block", "wr.reqs"), y->disk_write_ops);
+  expect_bracketed("net rx.bytes", x->net_rx_bytes, virsh_sum(stats, "net", "rx.bytes"), y->net_rx_bytes);
+  expect_bracketed("net tx.bytes", x->net_tx_bytes, virsh_sum(stats, "net", "tx.bytes"), y->net_tx_bytes);
+  auto opt = [](std::optional<std::uint64_t> v) { return v ? std::to_string(*v) : std::string("none"); };
+  std::cout << "read_counters on " << g_tier.uri << ": " << vm.name << " cpu_time_ns=" << opt(y->cpu_time_ns)
+            << " memory_bytes=" << y->memory_bytes << " used=" << opt(y->memory_used_bytes)
+            << " disk rd=" << opt(y->disk_read_bytes) << "B/" << opt(y->disk_read_ops)
+            << "ops wr=" << opt(y->disk_write_bytes) << "B/" << opt(y->disk_write_ops)
+            << "ops net rx=" << opt(y->net_rx_bytes) << "; host cpus=" << after->cpus
+            << " busy_ns=" << opt(after->cpu_busy_ns) << " total_ns=" << opt(after->cpu_total_ns)
+            << " memory=" << after->memory_bytes << " free=" << after->memory_free_bytes << "\n";
 }
 
 }  // namespace

@@ -5,8 +5,10 @@
 //     "host_id": "node1", "uri": "qemu:///system", "groups": ["web"],
 //     "state_dir": "/var/lib/cloudmgr", "domain_id": 0,
 //     "interfaces": ["127.0.0.1"], "shared_memory": true, "discovery": "multicast",
-//     "initial_peers": [], "lease_ms": 6000, "announce_ms": 1000, "refresh_ms": 5000,
-//     "allow_host_reboot": false, "reboot_command": ["/usr/bin/systemctl", "reboot"]
+//     "initial_peers": [], "lease_ms": 2500, "announce_ms": 500, "refresh_ms": 5000,
+//     "allow_host_reboot": false, "reboot_command": ["/usr/bin/systemctl", "reboot"],
+//     "sample_ms": 1000, "history": true, "history_raw": "1h", "history_rollup_step": "1m",
+//     "history_rollup": "30d", "simulated_load": "auto"
 //   }
 // Runs until SIGINT/SIGTERM, then leaves cleanly (managers see the host go at once).
 #include <CLI/CLI.hpp>
@@ -54,7 +56,8 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
   }
   static const std::set<std::string> known_keys = {
       "host_id",   "uri",           "groups",   "state_dir",   "domain_id",  "interfaces",        "shared_memory",
-      "discovery", "initial_peers", "lease_ms", "announce_ms", "refresh_ms", "allow_host_reboot", "reboot_command"};
+      "discovery", "initial_peers", "lease_ms", "announce_ms", "refresh_ms", "allow_host_reboot", "reboot_command",
+      "sample_ms", "history", "history_raw", "history_rollup_step", "history_rollup", "simulated_load"};
   try {
     for (const auto& [key, value] : j.items()) {
       if (!known_keys.contains(key)) {
@@ -83,6 +86,28 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
     if (j.contains("refresh_ms")) o.refresh_ms = j["refresh_ms"].get<std::uint32_t>();
     if (j.contains("allow_host_reboot")) o.hypervisor.reboot.enabled = j["allow_host_reboot"].get<bool>();
     if (j.contains("reboot_command")) o.hypervisor.reboot.command = j["reboot_command"].get<std::vector<std::string>>();
+    if (j.contains("sample_ms")) o.sample_ms = j["sample_ms"].get<std::uint32_t>();
+    if (j.contains("history")) o.history = j["history"].get<bool>();
+    for (const auto& [key, field] : {std::pair{"history_raw", &o.retention.raw_ns},
+                                     std::pair{"history_rollup_step", &o.retention.rollup_step_ns},
+                                     std::pair{"history_rollup", &o.retention.rollup_ns}}) {
+      if (j.contains(key)) {
+        auto d = cloudmgr::parse_duration_ns(j[key].get<std::string>());
+        if (!d.ok()) {
+          return cloudmgr::invalid_argument_error(fmt::format("config file '{}': {}: {}", path, key, d.status().message()));
+        }
+        *field = *d;
+      }
+    }
+    if (j.contains("simulated_load")) {
+      const auto v = j["simulated_load"].get<std::string>();
+      using Sim = cloudmgr::HypervisorOptions::SimulatedLoad;
+      if (v != "auto" && v != "on" && v != "off") {
+        return cloudmgr::invalid_argument_error(
+            fmt::format("config file '{}': simulated_load '{}' is not \"auto\", \"on\" or \"off\"", path, v));
+      }
+      o.hypervisor.simulated_load = v == "on" ? Sim::kOn : v == "off" ? Sim::kOff : Sim::kAuto;
+    }
   } catch (const nlohmann::json::exception& e) {
     return cloudmgr::invalid_argument_error(fmt::format("config file '{}': {}", path, e.what()));
   }
@@ -98,6 +123,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> groups;
   std::optional<std::uint32_t> domain_id;
   bool allow_reboot = false;
+  std::optional<std::uint32_t> sample_ms, lease_ms, announce_ms;
+  std::string history_raw, history_step, history_rollup;
   app.add_option("--config", config, "JSON config file (flags override it)");
   app.add_option("--host-id", host_id, "this host's cloud-wide id");
   app.add_option("--uri", uri, "libvirt URI of this host's hypervisor, e.g. qemu:///system");
@@ -106,6 +133,12 @@ int main(int argc, char** argv) {
   app.add_option("--domain", domain_id, "DDS domain id");
   app.add_option("--transport", transport_kind, "dds (default) or inproc");
   app.add_flag("--allow-host-reboot", allow_reboot, "allow managers to reboot this host");
+  app.add_option("--sample-ms", sample_ms, "monitoring tick in ms (default 1000; 0 = no monitoring)");
+  app.add_option("--lease-ms", lease_ms, "offline after this long without announcements (default 2500)");
+  app.add_option("--announce-ms", announce_ms, "announcement period (default 500)");
+  app.add_option("--history-raw", history_raw, "keep every sample this long (default 1h)");
+  app.add_option("--history-rollup-step", history_step, "rollup resolution (default 1m)");
+  app.add_option("--history-rollup", history_rollup, "keep rollups this long (default 30d)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -127,6 +160,21 @@ int main(int argc, char** argv) {
   if (domain_id) o.transport.domain_id = *domain_id;
   if (!transport_kind.empty()) o.transport.kind = transport_kind;
   if (allow_reboot) o.hypervisor.reboot.enabled = true;
+  if (sample_ms) o.sample_ms = *sample_ms;
+  if (lease_ms) o.transport.agent_lease_ms = *lease_ms;
+  if (announce_ms) o.transport.announce_period_ms = *announce_ms;
+  for (const auto& [flag, text, field] : {std::tuple{"--history-raw", &history_raw, &o.retention.raw_ns},
+                                          std::tuple{"--history-rollup-step", &history_step, &o.retention.rollup_step_ns},
+                                          std::tuple{"--history-rollup", &history_rollup, &o.retention.rollup_ns}}) {
+    if (!text->empty()) {
+      auto d = cloudmgr::parse_duration_ns(*text);
+      if (!d.ok()) {
+        std::fprintf(stderr, "cloudmgr-agent: %s: %s\n", flag, d.status().message().c_str());
+        return 2;
+      }
+      *field = *d;
+    }
+  }
   if (o.hypervisor.uri.empty() || o.hypervisor.host_id.empty() || o.state_dir.empty()) {
     std::fprintf(stderr, "cloudmgr-agent: --uri, --host-id and --state-dir (or the config file) are required\n");
     return 2;

@@ -21,100 +21,15 @@
 #include "cloudmgr/cloudmgr.h"
 #include "common/json.h"
 #include "common/table.h"
+#include "cloudctl/monitor.h"
+#include "cloudctl/session.h"
 
 namespace {
 
 using namespace cloudmgr;  // NOLINT(google-build-using-namespace): a tool's main file
+using namespace cloudctl;  // NOLINT(google-build-using-namespace)
 using std::chrono::milliseconds;
 using tools::Table;
-
-constexpr int kExitOk = 0;
-constexpr int kExitFailed = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitNoReply = 3;
-
-struct Options {
-  std::uint32_t domain = 0;
-  std::string transport = "dds";
-  bool json = false;
-  double timeout_s = 10;
-  double discovery_s = 3;
-};
-
-int fail(const Status& status) {
-  std::fprintf(stderr, "cloudctl: %s\n", status.to_string().c_str());
-  return kExitFailed;
-}
-
-void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
-
-// A Manager that has heard from the cloud: it waits for `host` (when given) or for the
-// set of hosts to stop growing, bounded by the discovery time.
-class Session {
- public:
-  explicit Session(const Options& o) : o_(o) {}
-
-  Status open(const std::optional<std::string>& host = std::nullopt,
-              const std::optional<std::string>& group = std::nullopt) {
-    spi::TransportConfig t;
-    t.kind = o_.transport;
-    t.domain_id = o_.domain;
-    auto opened = Manager::open({.transport = t, .name = fmt::format("cloudctl-{}", getpid())});
-    if (!opened.ok()) {
-      return opened.status();
-    }
-    m_ = std::move(*opened);
-    const auto budget = milliseconds(static_cast<std::int64_t>(o_.discovery_s * 1000));
-    if (host) {
-      if (!m_->wait_until([&](const Manager& m) { return m.host(*host).has_value(); }, budget).ok()) {
-        return not_found_error(fmt::format("host '{}' is not online (waited {:.1f} s for it)", *host, o_.discovery_s));
-      }
-    }
-    if (group) {
-      (void)m_->wait_until([&](const Manager& m) { return m.groups().contains(*group); }, budget);
-    }
-    // Let the rest of the cloud arrive: stop once no new host appeared for a while.
-    const auto end = std::chrono::steady_clock::now() + budget;
-    std::size_t seen = m_->hosts().size();
-    while (std::chrono::steady_clock::now() < end) {
-      // Agents are discovered one by one; a short-lived manager cannot know how many there
-      // are, so it waits until none has appeared for a second.
-      const auto settle = milliseconds(1000);
-      const Status s = m_->wait_until(
-          [seen](const Manager& m) { return m.hosts().size() > seen; },
-          std::min(settle, std::chrono::duration_cast<milliseconds>(end - std::chrono::steady_clock::now())));
-      if (!s.ok()) {
-        if (seen > 0) {
-          break;
-        }
-        continue;
-      }
-      seen = m_->hosts().size();
-    }
-    return {};
-  }
-
-  Manager& m() { return *m_; }
-
- private:
-  const Options& o_;
-  std::unique_ptr<Manager> m_;
-};
-
-std::string cpu_seconds(std::uint64_t ns) { return fmt::format("{:.1f}s", static_cast<double>(ns) / 1e9); }
-
-std::string ago(std::int64_t ns) {
-  const double s = static_cast<double>(now_ns() - ns) / 1e9;
-  return s < 0 ? "now" : fmt::format("{:.1f}s ago", s);
-}
-
-std::string join(const std::vector<std::string>& v, const char* sep = ",") {
-  std::string out;
-  for (const auto& s : v) {
-    out += (out.empty() ? "" : sep) + s;
-  }
-  return out;
-}
 
 // Runs a command and prints its per-host results; returns the exit code.
 int run(Session& s, const Options& o, const Target& target, const std::string& verb, const Arguments& args,
@@ -167,58 +82,6 @@ int run(Session& s, const Options& o, const Target& target, const std::string& v
     return kExitNoReply;
   }
   return r->count(HostResult::Outcome::kError) > 0 ? kExitFailed : kExitOk;
-}
-
-// The host a VM lives on, when the user did not say.
-Result<std::string> host_of_vm(Manager& m, const std::string& vm) {
-  std::vector<std::string> hosts;
-  for (const auto& v : m.vms()) {
-    if (v.vm.name == vm || v.vm.uuid == vm) {
-      hosts.push_back(v.host_id);
-    }
-  }
-  if (hosts.empty()) {
-    return not_found_error(fmt::format("no online host has a VM '{}'", vm));
-  }
-  if (hosts.size() > 1) {
-    return invalid_argument_error(
-        fmt::format("VM '{}' exists on hosts {}; choose one with --host", vm, join(hosts, ", ")));
-  }
-  return hosts.front();
-}
-
-int cmd_hosts(const Options& o) {
-  Session s(o);
-  if (Status st = s.open(); !st.ok()) {
-    return fail(st);
-  }
-  const auto hosts = s.m().hosts();
-  if (o.json) {
-    nlohmann::json j = nlohmann::json::array();
-    for (const auto& h : hosts) {
-      auto e = tools::to_json(h.view.info);
-      e["groups"] = h.view.groups;
-      e["state"] = "online";
-      e["last_seen_ns"] = h.last_seen_ns;
-      e["agent_version"] = h.view.agent_version;
-      j.push_back(e);
-    }
-    print_json(j);
-    return kExitOk;
-  }
-  Table t({"HOST", "STATE", "HYPERVISOR", "CPUS", "VCPUS USED", "MEMORY", "MEM USED", "VMS", "GROUPS", "LAST SEEN"});
-  for (const auto& h : hosts) {
-    const auto& i = h.view.info;
-    t.add({i.id, "online", i.hypervisor, std::to_string(i.cpu.logical_cpus),
-           fmt::format("{}/{}", i.vcpus_allocated, i.cpu.logical_cpus), format_bytes(i.memory_bytes),
-           format_bytes(i.memory_allocated_bytes), fmt::format("{} ({} active)", i.vms_defined, i.vms_active),
-           join(h.view.groups), ago(h.last_seen_ns)});
-  }
-  t.print();
-  if (hosts.empty()) {
-    std::fprintf(stderr, "cloudctl: no host answered on DDS domain %u within %.1f s\n", o.domain, o.discovery_s);
-  }
-  return kExitOk;
 }
 
 int cmd_host_show(const Options& o, const std::string& id) {
@@ -399,14 +262,15 @@ constexpr const char kBashCompletion[] = R"BASH(# bash completion for cloudctl: 
 _cloudctl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[1]}
   case $COMP_CWORD in
-    1) COMPREPLY=($(compgen -W "hosts host vm group snapshot completion --json --domain --timeout --help" -- "$cur")) ;;
+    1) COMPREPLY=($(compgen -W "hosts host vm group snapshot top monitor completion --json --domain --timeout --help" -- "$cur")) ;;
     2) case $prev in
          host) COMPREPLY=($(compgen -W "show ps reboot" -- "$cur")) ;;
          vm) COMPREPLY=($(compgen -W "list show define start shutdown destroy reboot reset suspend resume undefine autostart" -- "$cur")) ;;
          group) COMPREPLY=($(compgen -W "list add remove" -- "$cur")) ;;
          snapshot) COMPREPLY=($(compgen -W "create list revert delete" -- "$cur")) ;;
+         monitor) COMPREPLY=($(compgen -W "hosts history chart" -- "$cur")) ;;
        esac ;;
-    *) COMPREPLY=($(compgen -W "--host --group --all --json --timeout" -- "$cur")) ;;
+    *) COMPREPLY=($(compgen -W "--host --group --all --vm --since --until --step --metric --sort --png --svg --json --timeout" -- "$cur")) ;;
   esac
 }
 complete -F _cloudctl cloudctl
@@ -438,7 +302,9 @@ int main(int argc, char** argv) {
       "print the version and exit");
 
   int rc = 0;
-  app.add_subcommand("hosts", "every online host")->callback([&] { rc = cmd_hosts(o); });
+  app.add_subcommand("hosts", "every known host: state, last seen, capacity, allocation and usage now")
+      ->callback([&] { rc = cmd_hosts(o); });
+  add_monitor_commands(app, o, rc);
 
   auto* host = app.add_subcommand("host", "one host");
   host->require_subcommand(1);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cloudmgr/export.h"
+#include "cloudmgr/metrics.h"
 #include "cloudmgr/model.h"
 #include "cloudmgr/status.h"
 
@@ -83,6 +84,12 @@ class CLOUDMGR_API HypervisorDriver {
   // by the driver, one event at a time, until the returned Subscription is destroyed.
   // The callback must not block for long. Default: kUnimplemented.
   virtual Result<std::unique_ptr<Subscription>> subscribe_lifecycle(VmEventCallback callback);
+
+  // Usage counters of the host and of every active VM, read in one bulk call where the
+  // hypervisor has one (libvirt: virConnectGetAllDomainStats), never one call per VM.
+  // Counters the hypervisor does not keep are nullopt (libvirt's test driver keeps none).
+  // Default: kUnimplemented.
+  virtual Result<HostCounters> read_counters();
 };
 
 // A driver factory is asked to open a URI. It returns nullopt to decline the URI (it is

@@ -34,10 +34,11 @@ struct TransportConfig {
     kStar,           // managers at known addresses, agents announce only to them (no multicast)
   };
   Discovery discovery = Discovery::kMulticast;
-  // An agent that stops announcing itself for this long is taken as gone.
-  std::uint32_t agent_lease_ms = 6000;
-  // How often participants announce themselves (must be well under the lease).
-  std::uint32_t announce_period_ms = 1000;
+  // An agent that stops announcing itself for this long is taken as gone (offline).
+  std::uint32_t agent_lease_ms = 2500;
+  // How often participants announce themselves (must be well under the lease: a few
+  // announcements may be lost before the lease runs out).
+  std::uint32_t announce_period_ms = 500;
 };
 
 // An agent's side of the transport, for one host. Thread-safe.
@@ -57,6 +58,9 @@ class CLOUDMGR_API AgentLink {
   // addition to "host.<id>" and "all".
   virtual Status set_groups(const std::vector<std::string>& groups) = 0;
   virtual Status reply(const CommandReply& reply) = 0;
+  // Publishes one monitoring tick of this host (replaces the previous one for late
+  // joiners). Default: kUnimplemented.
+  virtual Status publish_sample(const HostSample& sample);
   // Clean shutdown: disposes the host and its VMs so managers see the host leave at once.
   virtual Status leave() = 0;
 };
@@ -90,6 +94,7 @@ struct ManagerCallbacks {
   std::function<void(const VmView&)> on_vm;
   std::function<void(const std::string& host_id, const std::string& uuid)> on_vm_gone;
   std::function<void(const CommandReply&)> on_reply;
+  std::function<void(const HostSample&)> on_sample;  // one monitoring tick of a host
 };
 
 // One participant in the data space. Thread-safe. Links must be destroyed before it.

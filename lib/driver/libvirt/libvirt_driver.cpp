@@ -2,11 +2,14 @@
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -197,6 +200,183 @@ std::pair<VmEventKind, std::string_view> map_event(int event, int detail) {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Usage counters (virConnectGetAllDomainStats)
+//
+// What libvirt 9.0 gives here (seen with `virsh domstats` and this driver):
+// * QEMU (TCG, a guest without an OS): state.*, cpu.time/user/system, vcpu.current and
+//   per-vCPU times, balloon.current (the VM's memory, also without a balloon driver),
+//   balloon.maximum and balloon.rss; balloon.available/unused only come from a guest
+//   balloon driver (none here, so memory_used_bytes is QEMU's resident set);
+//   block.count plus block.<n>.rd/wr.bytes/reqs per disk; net.count (0 without a NIC).
+//   virNodeGetCPUStats: kernel, user, idle, iowait, moving.
+// * The test driver (test:///default and test:///PATH): it accepts all six stats groups
+//   but fills in only state.state and state.reason: no cpu, vcpu, balloon, block or net
+//   fields, so vcpus and memory come from virDomainGetInfo and every usage counter is
+//   nullopt. Its virNodeGetCPUStats returns fixed figures (kernel, user, idle, iowait)
+//   that never move.
+
+// The stats groups read_counters asks for. Without VIR_CONNECT_GET_ALL_DOMAINS_STATS_ENFORCE_STATS
+// a driver skips the groups it does not keep instead of failing (the test driver takes all six).
+constexpr unsigned int kStatsGroups = VIR_DOMAIN_STATS_STATE | VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
+                                      VIR_DOMAIN_STATS_VCPU | VIR_DOMAIN_STATS_INTERFACE | VIR_DOMAIN_STATS_BLOCK;
+
+struct StatsRecordsDeleter {
+  void operator()(virDomainStatsRecordPtr* records) const noexcept { virDomainStatsRecordListFree(records); }
+};
+using StatsRecords = std::unique_ptr<virDomainStatsRecordPtr, StatsRecordsDeleter>;
+
+// A numeric typed parameter as an unsigned value; nullopt for strings, booleans, doubles
+// and negative numbers.
+std::optional<std::uint64_t> unsigned_value(const virTypedParameter& p) {
+  switch (p.type) {
+    case VIR_TYPED_PARAM_UINT:
+      return p.value.ui;
+    case VIR_TYPED_PARAM_ULLONG:
+      return p.value.ul;
+    case VIR_TYPED_PARAM_INT:
+      return p.value.i >= 0 ? std::optional<std::uint64_t>(p.value.i) : std::nullopt;
+    case VIR_TYPED_PARAM_LLONG:
+      return p.value.l >= 0 ? std::optional<std::uint64_t>(p.value.l) : std::nullopt;
+    default:
+      return std::nullopt;
+  }
+}
+
+// The suffix of a per-device field "<group>.<index>.<suffix>" ("block.0.rd.bytes" ->
+// "rd.bytes"), or empty when `field` is not one of `group`'s indexed fields ("block.count").
+std::string_view device_field(std::string_view field, std::string_view group) {
+  if (!field.starts_with(group) || field.size() <= group.size() || field[group.size()] != '.') {
+    return {};
+  }
+  field.remove_prefix(group.size() + 1);
+  const std::size_t dot = field.find('.');
+  if (dot == 0 || dot == std::string_view::npos ||
+      field.substr(0, dot).find_first_not_of("0123456789") != std::string_view::npos) {
+    return {};
+  }
+  return field.substr(dot + 1);
+}
+
+// The sum a per-device field adds to, or null for fields read_counters does not keep.
+// Without VIR_CONNECT_GET_ALL_DOMAINS_STATS_BACKING each index is one of the VM's disks
+// (not a backing image), so summing every index counts each disk once.
+std::optional<std::uint64_t>* device_sum(VmCounters& vm, std::string_view field) {
+  if (const std::string_view f = device_field(field, "block"); !f.empty()) {
+    if (f == "rd.bytes") {
+      return &vm.disk_read_bytes;
+    }
+    if (f == "wr.bytes") {
+      return &vm.disk_write_bytes;
+    }
+    if (f == "rd.reqs") {
+      return &vm.disk_read_ops;
+    }
+    if (f == "wr.reqs") {
+      return &vm.disk_write_ops;
+    }
+  } else if (const std::string_view n = device_field(field, "net"); !n.empty()) {
+    if (n == "rx.bytes") {
+      return &vm.net_rx_bytes;
+    }
+    if (n == "tx.bytes") {
+      return &vm.net_tx_bytes;
+    }
+  }
+  return nullptr;
+}
+
+// One VM's counters from its stats record. `has_vcpus` and `has_memory` say whether the
+// record held vcpu.current and balloon.current (the test driver's holds neither).
+struct ParsedRecord {
+  VmCounters vm;
+  bool has_state = false;
+  bool has_vcpus = false;
+  bool has_memory = false;
+};
+
+ParsedRecord parse_stats_record(const virDomainStatsRecord& record) {
+  ParsedRecord out;
+  VmCounters& vm = out.vm;
+  std::optional<std::uint64_t> available_kib;
+  std::optional<std::uint64_t> unused_kib;
+  std::optional<std::uint64_t> rss_kib;
+  int state = -1;
+  int reason = 0;
+  for (int i = 0; i < record.nparams; ++i) {
+    const virTypedParameter& p = record.params[i];
+    const std::optional<std::uint64_t> value = unsigned_value(p);
+    if (!value) {
+      continue;
+    }
+    const std::string_view field(p.field);
+    if (field == "state.state") {
+      state = static_cast<int>(*value);
+      out.has_state = true;
+    } else if (field == "state.reason") {
+      reason = static_cast<int>(*value);
+    } else if (field == "cpu.time") {
+      vm.cpu_time_ns = *value;
+    } else if (field == "vcpu.current") {
+      vm.vcpus = static_cast<std::uint32_t>(*value);
+      out.has_vcpus = true;
+    } else if (field == "balloon.current") {
+      vm.memory_bytes = *value * 1024U;
+      out.has_memory = true;
+    } else if (field == "balloon.available") {
+      available_kib = *value;
+    } else if (field == "balloon.unused") {
+      unused_kib = *value;
+    } else if (field == "balloon.rss") {
+      rss_kib = *value;
+    } else if (std::optional<std::uint64_t>* sum = device_sum(vm, field)) {
+      *sum = sum->value_or(0) + *value;
+    }
+  }
+  if (out.has_state) {
+    vm.state = map_state(state, reason).first;
+  }
+  if (available_kib && unused_kib && *available_kib >= *unused_kib) {
+    vm.memory_used_bytes = (*available_kib - *unused_kib) * 1024U;
+  } else if (rss_kib) {
+    vm.memory_used_bytes = *rss_kib * 1024U;
+  }
+  return out;
+}
+
+// Host CPU time summed over all CPUs. Both nullopt when the driver cannot read it.
+struct HostCpuTimes {
+  std::optional<std::uint64_t> busy_ns;
+  std::optional<std::uint64_t> total_ns;
+};
+
+HostCpuTimes host_cpu_times(virConnectPtr conn) {
+  int n = 0;
+  if (virNodeGetCPUStats(conn, VIR_NODE_CPU_STATS_ALL_CPUS, nullptr, &n, 0) < 0 || n <= 0) {
+    virResetLastError();
+    return {};
+  }
+  std::vector<virNodeCPUStats> stats(static_cast<std::size_t>(n));
+  if (virNodeGetCPUStats(conn, VIR_NODE_CPU_STATS_ALL_CPUS, stats.data(), &n, 0) < 0) {
+    virResetLastError();
+    return {};
+  }
+  std::uint64_t total = 0;
+  std::uint64_t idle = 0;
+  for (int i = 0; i < n; ++i) {
+    const std::string_view field(stats[static_cast<std::size_t>(i)].field);
+    const std::uint64_t value = stats[static_cast<std::size_t>(i)].value;
+    if (field == VIR_NODE_CPU_STATS_UTILIZATION) {
+      continue;  // a percentage some platforms give instead of times, not a time
+    }
+    total += value;
+    if (field == VIR_NODE_CPU_STATS_IDLE || field == VIR_NODE_CPU_STATS_IOWAIT) {
+      idle += value;
+    }
+  }
+  return {.busy_ns = total - std::min(idle, total), .total_ns = total};
+}
+
 // Shared between a LibvirtSubscription and libvirt's callback: lets the subscription's
 // destructor wait until no callback is running.
 struct CallbackState {
@@ -301,11 +481,7 @@ class LibvirtDriver final : public spi::HypervisorDriver {
     info.cpu.threads_per_core = node.threads;
     info.memory_bytes = static_cast<std::uint64_t>(node.memory) * 1024U;
     CLOUDMGR_ASSIGN_OR_RETURN(const Allocation used, allocation());
-    if (simulated_) {
-      info.free_memory_bytes = info.memory_bytes > used.memory_bytes ? info.memory_bytes - used.memory_bytes : 0;
-    } else {
-      CLOUDMGR_ASSIGN_OR_RETURN(info.free_memory_bytes, free_memory_bytes());
-    }
+    CLOUDMGR_ASSIGN_OR_RETURN(info.free_memory_bytes, free_memory(info.memory_bytes, used.memory_bytes));
     info.vms_defined = used.defined;
     info.vms_active = used.active;
     info.vcpus_allocated = used.vcpus;
@@ -315,22 +491,14 @@ class LibvirtDriver final : public spi::HypervisorDriver {
 
   Result<std::uint64_t> free_memory_bytes() override {
     if (!simulated_) {
-      const unsigned long long free = virNodeGetFreeMemory(c());  // NOLINT(google-runtime-int)
-      if (free == 0) {
-        return last_error("reading the host's free memory");
-      }
-      return static_cast<std::uint64_t>(free);
+      return free_memory(0, 0);
     }
-    // libvirt's test driver has no real free-memory counter (it fails for custom hosts and
-    // reports a fixed figure for test:///default): a simulated host's free memory is its
-    // total less what its active VMs hold.
     virNodeInfo node{};
     if (virNodeGetInfo(c(), &node) < 0) {
       return last_error("reading the host's node info");
     }
     CLOUDMGR_ASSIGN_OR_RETURN(const Allocation used, allocation());
-    const std::uint64_t total = static_cast<std::uint64_t>(node.memory) * 1024U;
-    return total > used.memory_bytes ? total - used.memory_bytes : 0;
+    return free_memory(static_cast<std::uint64_t>(node.memory) * 1024U, used.memory_bytes);
   }
 
   Result<std::vector<VmInfo>> list_vms(const VmFilter& filter) override {
@@ -564,6 +732,68 @@ class LibvirtDriver final : public spi::HypervisorDriver {
     return std::unique_ptr<spi::Subscription>(new LibvirtSubscription(conn_, std::move(state), id));
   }
 
+  Result<HostCounters> read_counters() override {
+    virDomainStatsRecordPtr* raw = nullptr;
+    const int n = virConnectGetAllDomainStats(c(), kStatsGroups, &raw, VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE);
+    if (n < 0) {
+      return last_error("reading the VMs' usage counters");
+    }
+    HostCounters host;
+    host.taken_ns = now_ns();
+    const StatsRecords records(raw);
+    const HostCpuTimes cpu = host_cpu_times(c());
+    host.cpu_busy_ns = cpu.busy_ns;
+    host.cpu_total_ns = cpu.total_ns;
+    host.vms.reserve(static_cast<std::size_t>(n));
+    std::uint64_t held = 0;  // memory of the active VMs
+    for (int i = 0; i < n; ++i) {
+      const virDomainStatsRecord& record = *raw[i];
+      ParsedRecord parsed = parse_stats_record(record);
+      VmCounters& vm = parsed.vm;
+      if (const char* name = virDomainGetName(record.dom)) {
+        vm.name = name;
+      }
+      char uuid[VIR_UUID_STRING_BUFLEN] = {};
+      if (virDomainGetUUIDString(record.dom, uuid) < 0) {
+        return last_error(fmt::format("reading the uuid of VM '{}'", vm.name));
+      }
+      vm.uuid = uuid;
+      if (!parsed.has_state || !parsed.has_vcpus || !parsed.has_memory) {
+        // The test driver's records hold the state only. Its calls run in this process
+        // (no RPC), so asking per VM costs little; QEMU's records hold all three.
+        virDomainInfo info{};
+        if (virDomainGetInfo(record.dom, &info) < 0) {
+          Status s = last_error(fmt::format("reading VM '{}'", vm.name));
+          if (s.code() == StatusCode::kNotFound) {
+            continue;  // undefined since the bulk call
+          }
+          return s;
+        }
+        if (!parsed.has_state) {
+          vm.state = map_state(info.state, 0).first;
+        }
+        if (!parsed.has_vcpus) {
+          vm.vcpus = info.nrVirtCpu;
+        }
+        if (!parsed.has_memory) {
+          vm.memory_bytes = static_cast<std::uint64_t>(info.memory) * 1024U;
+        }
+      }
+      held += vm.memory_bytes;
+      host.vms.push_back(std::move(vm));
+    }
+    std::sort(host.vms.begin(), host.vms.end(),
+              [](const VmCounters& a, const VmCounters& b) { return a.name < b.name; });
+    virNodeInfo node{};
+    if (virNodeGetInfo(c(), &node) < 0) {
+      return last_error("reading the host's node info");
+    }
+    host.cpus = node.cpus;
+    host.memory_bytes = static_cast<std::uint64_t>(node.memory) * 1024U;
+    CLOUDMGR_ASSIGN_OR_RETURN(host.memory_free_bytes, free_memory(host.memory_bytes, held));
+    return host;
+  }
+
  private:
   struct Allocation {
     std::uint32_t defined = 0;
@@ -573,6 +803,21 @@ class LibvirtDriver final : public spi::HypervisorDriver {
   };
 
   virConnectPtr c() const noexcept { return conn_->get(); }
+
+  // Free memory as the host reports it. libvirt's test driver has no real free-memory
+  // counter (it fails for custom hosts and reports a fixed figure for test:///default): a
+  // simulated host's free memory is its total less what its active VMs hold, both given by
+  // the caller (and ignored on other drivers).
+  Result<std::uint64_t> free_memory(std::uint64_t total_bytes, std::uint64_t active_vm_bytes) {
+    if (simulated_) {
+      return total_bytes > active_vm_bytes ? total_bytes - active_vm_bytes : 0;
+    }
+    const unsigned long long free = virNodeGetFreeMemory(c());  // NOLINT(google-runtime-int)
+    if (free == 0) {
+      return last_error("reading the host's free memory");
+    }
+    return static_cast<std::uint64_t>(free);
+  }
 
   Result<Allocation> allocation() {
     CLOUDMGR_ASSIGN_OR_RETURN(auto domains, all_domains(0));

@@ -64,6 +64,8 @@ constexpr char kHostTopic[] = "cloudmgr/HostStatus";
 constexpr char kVmTopic[] = "cloudmgr/VmStatus";
 constexpr char kCommandTopic[] = "cloudmgr/Command";
 constexpr char kReplyTopic[] = "cloudmgr/CommandReply";
+constexpr char kMetricsTopic[] = "cloudmgr/HostMetrics";
+constexpr char kHistoryTopic[] = "cloudmgr/HistoryReply";
 constexpr char kRepliesPartition[] = "replies";
 constexpr char kAllPartition[] = "all";
 
@@ -175,6 +177,14 @@ fdds::DataWriterQos state_writer_qos(const spi::TransportConfig& config) {
   q.endpoint().history_memory_policy = kMemoryPolicy;
   q.data_sharing().off();  // unbounded types: never eligible; explicit, so partition updates pass QoS checks
   reliable_writer_times(q);
+  return q;
+}
+
+// HostMetrics writers: as the state writers (late joiners get each host's latest tick), but
+// without a liveliness lease of their own: HostStatus carries the host's liveliness.
+fdds::DataWriterQos metrics_writer_qos(const spi::TransportConfig& config) {
+  fdds::DataWriterQos q = state_writer_qos(config);
+  q.liveliness() = fdds::LivelinessQosPolicy();
   return q;
 }
 
@@ -328,6 +338,8 @@ struct Domain {
   fdds::Topic* vm_topic = nullptr;
   fdds::Topic* command_topic = nullptr;
   fdds::Topic* reply_topic = nullptr;
+  fdds::Topic* metrics_topic = nullptr;
+  fdds::Topic* history_topic = nullptr;
 };
 
 // Deletes a publisher or subscriber with everything it contains.
@@ -429,8 +441,9 @@ class DdsAgentLink final : public spi::AgentLink {
     const fdds::DataWriterQos sq = state_writer_qos(domain_.config);
     host_writer_ = state_pub_->create_datawriter(domain_.host_topic, sq);
     vm_writer_ = state_pub_->create_datawriter(domain_.vm_topic, sq);
-    if (host_writer_ == nullptr || vm_writer_ == nullptr) {
-      return internal_error("DDS: cannot create the HostStatus/VmStatus writers");
+    metrics_writer_ = state_pub_->create_datawriter(domain_.metrics_topic, metrics_writer_qos(domain_.config));
+    if (host_writer_ == nullptr || vm_writer_ == nullptr || metrics_writer_ == nullptr) {
+      return internal_error("DDS: cannot create the HostStatus/VmStatus/HostMetrics writers");
     }
 
     fdds::PublisherQos rq = fdds::PUBLISHER_QOS_DEFAULT;
@@ -442,8 +455,11 @@ class DdsAgentLink final : public spi::AgentLink {
     reply_writer_ = reply_pub_->create_datawriter(domain_.reply_topic, message_writer_qos(), &reply_matches_,
                                                   fdds::StatusMask::publication_matched());
     reply_matches_.set_writer(reply_writer_);
-    if (reply_writer_ == nullptr) {
-      return internal_error("DDS: cannot create the CommandReply writer");
+    history_writer_ = reply_pub_->create_datawriter(domain_.history_topic, message_writer_qos(), &history_matches_,
+                                                    fdds::StatusMask::publication_matched());
+    history_matches_.set_writer(history_writer_);
+    if (reply_writer_ == nullptr || history_writer_ == nullptr) {
+      return internal_error("DDS: cannot create the CommandReply/HistoryReply writers");
     }
 
     std::vector<std::string> sorted;
@@ -543,8 +559,21 @@ class DdsAgentLink final : public spi::AgentLink {
     // Replies are volatile: one written before this writer matched the issuing manager's reply
     // reader would be lost. A manager that sends right after it started (cloudctl) is matched with
     // our command reader, but we may not have discovered its reply reader yet: wait for it (bounded).
+    const bool history = !r.history.empty();
     if (std::optional<rtps::GuidPrefix_t> issuer = take_issuer(r.command_id)) {
-      reply_matches_.wait_for(*issuer, std::chrono::steady_clock::now() + kReplyMatchWait);
+      (history ? history_matches_ : reply_matches_)
+          .wait_for(*issuer, std::chrono::steady_clock::now() + kReplyMatchWait);
+    }
+    if (history) {
+      wire::HistoryReply hw = to_history_wire(r);
+      if (ReturnCode rc = history_writer_->write(&hw, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
+        return write_error("HistoryReply write", rc);
+      }
+      if (ReturnCode rc = history_writer_->unregister_instance(&hw, rtps::c_InstanceHandle_Unknown);
+          rc != ReturnCode::RETCODE_OK) {
+        return write_error("HistoryReply unregister", rc);
+      }
+      return {};
     }
     wire::CommandReply w = to_wire(r);
     if (ReturnCode rc = reply_writer_->write(&w, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
@@ -559,9 +588,32 @@ class DdsAgentLink final : public spi::AgentLink {
     return {};
   }
 
+  Status publish_sample(const HostSample& sample) override {
+    if (sample.host_id != host_id_) {
+      return invalid_argument_error(
+          fmt::format("sample of host '{}' published through the link of host '{}'", sample.host_id, host_id_));
+    }
+    wire::HostMetrics w = to_wire(sample);
+    const std::lock_guard lock(mutex_);
+    if (ReturnCode rc = metrics_writer_->write(&w, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
+      return write_error("HostMetrics write", rc);
+    }
+    metrics_published_ = true;
+    return {};
+  }
+
   Status leave() override {
     const std::lock_guard lock(mutex_);
     Status first;
+    if (metrics_published_) {
+      wire::HostMetrics key;
+      key.host_id(host_id_);
+      if (ReturnCode rc = metrics_writer_->dispose(&key, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
+        first = write_error("HostMetrics dispose", rc);
+      }
+      (void)metrics_writer_->unregister_instance(&key, rtps::c_InstanceHandle_Unknown);
+      metrics_published_ = false;
+    }
     for (const auto& uuid : vms_) {
       if (Status s = drop_vm_locked(uuid); !s.ok() && first.ok()) {
         first = s;
@@ -667,6 +719,7 @@ class DdsAgentLink final : public spi::AgentLink {
   const std::string host_id_;
   const spi::AgentCallbacks callbacks_;
   MatchTracker reply_matches_;
+  MatchTracker history_matches_;
   std::mutex issuers_mutex_;
   std::map<std::string, rtps::GuidPrefix_t> issuers_;  // GUARDED_BY(issuers_mutex_)
   std::deque<std::string> issuer_order_;               // GUARDED_BY(issuers_mutex_)
@@ -677,12 +730,15 @@ class DdsAgentLink final : public spi::AgentLink {
   std::vector<std::string> groups_;  // GUARDED_BY(mutex_); sorted
   std::set<std::string> vms_;        // GUARDED_BY(mutex_); uuids published and not removed
   bool host_published_ = false;      // GUARDED_BY(mutex_)
+  bool metrics_published_ = false;   // GUARDED_BY(mutex_)
 
   fdds::Publisher* state_pub_ = nullptr;
   fdds::DataWriter* host_writer_ = nullptr;
   fdds::DataWriter* vm_writer_ = nullptr;
+  fdds::DataWriter* metrics_writer_ = nullptr;
   fdds::Publisher* reply_pub_ = nullptr;
   fdds::DataWriter* reply_writer_ = nullptr;
+  fdds::DataWriter* history_writer_ = nullptr;
   fdds::Subscriber* command_sub_ = nullptr;
   fdds::DataReader* command_reader_ = nullptr;
 };
@@ -716,7 +772,9 @@ class DdsManagerLink final : public spi::ManagerLink {
                        [this](const rtps::GUID_t& w) { on_host_writer_gone(w); }),
         vm_listener_([this](fdds::DataReader* r) { on_vms(r); },
                      [this](const rtps::GUID_t& w) { on_vm_writer_gone(w); }),
-        reply_listener_([this](fdds::DataReader* r) { on_replies(r); }) {}
+        reply_listener_([this](fdds::DataReader* r) { on_replies(r); }),
+        metrics_listener_([this](fdds::DataReader* r) { on_metrics(r); }),
+        history_listener_([this](fdds::DataReader* r) { on_history(r); }) {}
 
   ~DdsManagerLink() override {
     delete_entity(domain_.participant, state_sub_);
@@ -742,12 +800,20 @@ class DdsManagerLink final : public spi::ManagerLink {
         state_sub_->create_datareader(domain_.vm_topic, sq, &vm_listener_, vm_listener_.mask()) == nullptr) {
       return internal_error("DDS: cannot create the HostStatus/VmStatus readers");
     }
+    if (callbacks_.on_sample && state_sub_->create_datareader(domain_.metrics_topic, sq, &metrics_listener_,
+                                                              metrics_listener_.mask()) == nullptr) {
+      return internal_error("DDS: cannot create the HostMetrics reader");
+    }
     fdds::SubscriberQos rq = fdds::SUBSCRIBER_QOS_DEFAULT;
     rq.partition().push_back(kRepliesPartition);
     reply_sub_ = p->create_subscriber(rq);
     if (reply_sub_ == nullptr || reply_sub_->create_datareader(domain_.reply_topic, message_reader_qos(),
                                                                &reply_listener_, reply_listener_.mask()) == nullptr) {
       return internal_error("DDS: cannot create the CommandReply reader");
+    }
+    if (reply_sub_->create_datareader(domain_.history_topic, message_reader_qos(), &history_listener_,
+                                      history_listener_.mask()) == nullptr) {
+      return internal_error("DDS: cannot create the HistoryReply reader");
     }
     return {};
   }
@@ -995,6 +1061,28 @@ class DdsManagerLink final : public spi::ManagerLink {
     }
   }
 
+  void on_metrics(fdds::DataReader* reader) {
+    wire::HostMetrics sample;
+    fdds::SampleInfo info;
+    while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
+      if (!info.valid_data) {
+        continue;  // the host left or its agent died: HostStatus reports that
+      }
+      dispatcher_.post([this, s = from_wire(sample)] { callbacks_.on_sample(s); });
+    }
+  }
+
+  void on_history(fdds::DataReader* reader) {
+    wire::HistoryReply sample;
+    fdds::SampleInfo info;
+    while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
+      if (!info.valid_data || !callbacks_.on_reply) {
+        continue;
+      }
+      dispatcher_.post([this, r = from_wire(sample)] { callbacks_.on_reply(r); });
+    }
+  }
+
   const Domain& domain_;
   const std::string name_;
   const spi::ManagerCallbacks callbacks_;
@@ -1002,6 +1090,8 @@ class DdsManagerLink final : public spi::ManagerLink {
   DataListener host_listener_;
   DataListener vm_listener_;
   DataListener reply_listener_;
+  DataListener metrics_listener_;
+  DataListener history_listener_;
 
   std::mutex mutex_;
   std::condition_variable cv_;                                    // host_writer_ or a writer's matches changed
@@ -1141,7 +1231,15 @@ class DdsTransport final : public spi::Transport {
     if (Status s = make_topic<WireType<wire::CommandPubSubType, 1024>>(kCommandTopic, domain_.command_topic); !s.ok()) {
       return s;
     }
-    return make_topic<WireType<wire::CommandReplyPubSubType, 8192>>(kReplyTopic, domain_.reply_topic);
+    if (Status s = make_topic<WireType<wire::CommandReplyPubSubType, 8192>>(kReplyTopic, domain_.reply_topic);
+        !s.ok()) {
+      return s;
+    }
+    if (Status s = make_topic<WireType<wire::HostMetricsPubSubType, 4096>>(kMetricsTopic, domain_.metrics_topic);
+        !s.ok()) {
+      return s;
+    }
+    return make_topic<WireType<wire::HistoryReplyPubSubType, 16384>>(kHistoryTopic, domain_.history_topic);
   }
 
   Result<std::unique_ptr<spi::AgentLink>> open_agent(const std::string& host_id, const std::vector<std::string>& groups,

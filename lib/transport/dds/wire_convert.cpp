@@ -1,5 +1,6 @@
 #include "transport/dds/wire_convert.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -309,18 +310,173 @@ wire::CommandReply to_wire(const CommandReply& r) {
   return w;
 }
 
+namespace {
+
+Status status_from_wire(std::uint32_t code, const std::string& message) {
+  constexpr auto kLastCode = static_cast<std::uint32_t>(StatusCode::kUnauthenticated);
+  if (code == 0) {
+    return {};
+  }
+  if (code <= kLastCode) {
+    return {static_cast<StatusCode>(code), message};
+  }
+  return {StatusCode::kUnknown, "status code " + std::to_string(code) + ": " + message};
+}
+
+wire::VmMetrics to_wire(const VmSample& v) {
+  wire::VmMetrics w;
+  w.uuid(v.uuid);
+  w.name(v.name);
+  w.state(dds::to_wire(v.state));
+  w.vcpus(v.vcpus);
+  w.rates_valid(v.rates_valid);
+  w.cpu_pct(v.cpu_pct);
+  w.cpu_host_pct(v.cpu_host_pct);
+  w.memory_bytes(v.memory_bytes);
+  w.memory_used_bytes(v.memory_used_bytes);
+  w.disk_read_bytes_per_s(v.disk_read_bytes_per_s);
+  w.disk_write_bytes_per_s(v.disk_write_bytes_per_s);
+  w.disk_read_ops_per_s(v.disk_read_ops_per_s);
+  w.disk_write_ops_per_s(v.disk_write_ops_per_s);
+  w.net_rx_bytes_per_s(v.net_rx_bytes_per_s);
+  w.net_tx_bytes_per_s(v.net_tx_bytes_per_s);
+  return w;
+}
+
+VmSample from_wire(const wire::VmMetrics& w) {
+  VmSample v;
+  v.uuid = w.uuid();
+  v.name = w.name();
+  v.state = dds::from_wire(w.state());
+  v.vcpus = w.vcpus();
+  v.rates_valid = w.rates_valid();
+  v.cpu_pct = w.cpu_pct();
+  v.cpu_host_pct = w.cpu_host_pct();
+  v.memory_bytes = w.memory_bytes();
+  v.memory_used_bytes = w.memory_used_bytes();
+  v.disk_read_bytes_per_s = w.disk_read_bytes_per_s();
+  v.disk_write_bytes_per_s = w.disk_write_bytes_per_s();
+  v.disk_read_ops_per_s = w.disk_read_ops_per_s();
+  v.disk_write_ops_per_s = w.disk_write_ops_per_s();
+  v.net_rx_bytes_per_s = w.net_rx_bytes_per_s();
+  v.net_tx_bytes_per_s = w.net_tx_bytes_per_s();
+  return v;
+}
+
+}  // namespace
+
+wire::HostMetrics to_wire(const HostSample& s) {
+  wire::HostMetrics w;
+  w.host_id(s.host_id);
+  w.taken_ns(s.taken_ns);
+  w.interval_ns(s.interval_ns);
+  w.simulated(s.simulated);
+  w.rates_valid(s.rates_valid);
+  w.cpu_count(s.cpus);
+  w.cpu_pct(s.cpu_pct);
+  w.memory_bytes(s.memory_bytes);
+  w.memory_used_bytes(s.memory_used_bytes);
+  w.disk_read_bytes_per_s(s.disk_read_bytes_per_s);
+  w.disk_write_bytes_per_s(s.disk_write_bytes_per_s);
+  w.disk_read_ops_per_s(s.disk_read_ops_per_s);
+  w.disk_write_ops_per_s(s.disk_write_ops_per_s);
+  w.net_rx_bytes_per_s(s.net_rx_bytes_per_s);
+  w.net_tx_bytes_per_s(s.net_tx_bytes_per_s);
+  w.vms().reserve(s.vms.size());
+  for (const auto& v : s.vms) {
+    w.vms().push_back(to_wire(v));
+  }
+  return w;
+}
+
+HostSample from_wire(const wire::HostMetrics& w) {
+  HostSample s;
+  s.host_id = w.host_id();
+  s.taken_ns = w.taken_ns();
+  s.interval_ns = w.interval_ns();
+  s.simulated = w.simulated();
+  s.rates_valid = w.rates_valid();
+  s.cpus = w.cpu_count();
+  s.cpu_pct = w.cpu_pct();
+  s.memory_bytes = w.memory_bytes();
+  s.memory_used_bytes = w.memory_used_bytes();
+  s.disk_read_bytes_per_s = w.disk_read_bytes_per_s();
+  s.disk_write_bytes_per_s = w.disk_write_bytes_per_s();
+  s.disk_read_ops_per_s = w.disk_read_ops_per_s();
+  s.disk_write_ops_per_s = w.disk_write_ops_per_s();
+  s.net_rx_bytes_per_s = w.net_rx_bytes_per_s();
+  s.net_tx_bytes_per_s = w.net_tx_bytes_per_s();
+  s.vms.reserve(w.vms().size());
+  for (const auto& v : w.vms()) {
+    s.vms.push_back(from_wire(v));
+  }
+  return s;
+}
+
+wire::HistoryReply to_history_wire(const CommandReply& r) {
+  wire::HistoryReply w;
+  w.command_id(r.command_id);
+  w.host_id(r.host_id);
+  w.code(static_cast<std::uint32_t>(r.status.code()));
+  w.message(r.status.message());
+  w.completed_ns(r.completed_ns);
+  w.series().reserve(r.history.size());
+  for (const auto& h : r.history) {
+    wire::HistorySeries ws;
+    ws.host_id(h.host_id);
+    ws.vm_uuid(h.vm_uuid);
+    ws.vm_name(h.vm_name);
+    ws.step_ns(h.step_ns);
+    ws.simulated(h.simulated);
+    ws.points().reserve(h.points.size());
+    for (const auto& p : h.points) {
+      wire::HistoryPoint wp;
+      wp.start_ns(p.start_ns);
+      wp.samples(p.samples);
+      std::copy(p.min.begin(), p.min.end(), wp.min_values().begin());
+      std::copy(p.avg.begin(), p.avg.end(), wp.avg_values().begin());
+      std::copy(p.max.begin(), p.max.end(), wp.max_values().begin());
+      ws.points().push_back(wp);
+    }
+    w.series().push_back(std::move(ws));
+  }
+  return w;
+}
+
+CommandReply from_wire(const wire::HistoryReply& w) {
+  CommandReply r;
+  r.command_id = w.command_id();
+  r.host_id = w.host_id();
+  r.status = status_from_wire(w.code(), w.message());
+  r.completed_ns = w.completed_ns();
+  r.history.reserve(w.series().size());
+  for (const auto& ws : w.series()) {
+    HistorySeries h;
+    h.host_id = ws.host_id();
+    h.vm_uuid = ws.vm_uuid();
+    h.vm_name = ws.vm_name();
+    h.step_ns = ws.step_ns();
+    h.simulated = ws.simulated();
+    h.points.reserve(ws.points().size());
+    for (const auto& wp : ws.points()) {
+      HistoryPoint p;
+      p.start_ns = wp.start_ns();
+      p.samples = wp.samples();
+      std::copy(wp.min_values().begin(), wp.min_values().end(), p.min.begin());
+      std::copy(wp.avg_values().begin(), wp.avg_values().end(), p.avg.begin());
+      std::copy(wp.max_values().begin(), wp.max_values().end(), p.max.begin());
+      h.points.push_back(p);
+    }
+    r.history.push_back(std::move(h));
+  }
+  return r;
+}
+
 CommandReply from_wire(const wire::CommandReply& w) {
   CommandReply r;
   r.command_id = w.command_id();
   r.host_id = w.host_id();
-  constexpr auto kLastCode = static_cast<std::uint32_t>(StatusCode::kUnauthenticated);
-  if (w.code() == 0) {
-    r.status = Status();
-  } else if (w.code() <= kLastCode) {
-    r.status = Status(static_cast<StatusCode>(w.code()), w.message());
-  } else {
-    r.status = Status(StatusCode::kUnknown, "status code " + std::to_string(w.code()) + ": " + w.message());
-  }
+  r.status = status_from_wire(w.code(), w.message());
   r.completed_ns = w.completed_ns();
   r.processes.reserve(w.processes().size());
   for (const auto& p : w.processes()) {

@@ -34,4 +34,12 @@ wire::CommandReply to_wire(const CommandReply& reply);
 // An unknown status code becomes kUnknown (its number kept in the message).
 CommandReply from_wire(const wire::CommandReply& reply);
 
+wire::HostMetrics to_wire(const HostSample& sample);
+HostSample from_wire(const wire::HostMetrics& sample);
+
+// A reply that carries history travels as a HistoryReply (its processes, snapshots and vms,
+// which monitor.history never fills, are not carried).
+wire::HistoryReply to_history_wire(const CommandReply& reply);
+CommandReply from_wire(const wire::HistoryReply& reply);
+
 }  // namespace cloudmgr::dds

@@ -87,6 +87,7 @@ class Bus {
   std::mutex mutex;
   std::map<std::string, HostView> hosts;                             // GUARDED_BY(mutex)
   std::map<std::pair<std::string, std::string>, VmView> vms;         // GUARDED_BY(mutex)
+  std::map<std::string, HostSample> samples;                         // GUARDED_BY(mutex): latest per host
   std::map<const void*, AgentEntry> agents;                          // GUARDED_BY(mutex)
   std::map<const void*, std::shared_ptr<ManagerEndpoint>> managers;  // GUARDED_BY(mutex)
   Dispatcher dispatcher;  // destroyed first: drains jobs while the maps still exist
@@ -143,6 +144,7 @@ class InprocAgentLink final : public spi::AgentLink {
       // Gone without leave(): managers see liveliness lost. Its state is no longer alive.
       const std::string id = host_id_;
       bus_->hosts.erase(id);
+      bus_->samples.erase(id);
       std::erase_if(bus_->vms, [&](const auto& e) { return e.first.first == id; });
       bus_->to_managers([id](const spi::ManagerCallbacks& cb) {
         if (cb.on_host_gone) {
@@ -215,10 +217,25 @@ class InprocAgentLink final : public spi::AgentLink {
     return {};
   }
 
+  Status publish_sample(const HostSample& sample) override {
+    if (sample.host_id != host_id_) {
+      return invalid_argument_error("publish_sample: host id differs from the link's");
+    }
+    const std::lock_guard lock(bus_->mutex);
+    bus_->samples[host_id_] = sample;
+    bus_->to_managers([sample](const spi::ManagerCallbacks& cb) {
+      if (cb.on_sample) {
+        cb.on_sample(sample);
+      }
+    });
+    return {};
+  }
+
   Status leave() override {
     const std::lock_guard lock(bus_->mutex);
     left_ = true;
     const std::string id = host_id_;
+    bus_->samples.erase(id);
     for (auto it = bus_->vms.begin(); it != bus_->vms.end();) {
       if (it->first.first == id) {
         bus_->to_managers([id, uuid = it->first.second](const spi::ManagerCallbacks& cb) {
@@ -279,6 +296,14 @@ class InprocManagerLink final : public spi::ManagerLink {
       post([vm](const spi::ManagerCallbacks& cb) {
         if (cb.on_vm) {
           cb.on_vm(vm);
+        }
+      });
+    }
+    for (const auto& entry : bus_->samples) {
+      const HostSample& sample = entry.second;
+      post([sample](const spi::ManagerCallbacks& cb) {
+        if (cb.on_sample) {
+          cb.on_sample(sample);
         }
       });
     }

@@ -1,0 +1,149 @@
+// What every cloudctl command shares: global options, exit codes, the Session (a Manager
+// that has heard from the cloud) and small formatting helpers.
+#pragma once
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "cloudmgr/cloudmgr.h"
+
+namespace cloudctl {
+
+using cloudmgr::Manager;
+using cloudmgr::now_ns;
+using cloudmgr::Result;
+using cloudmgr::Status;
+using std::chrono::milliseconds;
+
+constexpr int kExitOk = 0;
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitNoReply = 3;
+
+struct Options {
+  std::uint32_t domain = 0;
+  std::string transport = "dds";
+  bool json = false;
+  double timeout_s = 10;
+  double discovery_s = 3;
+};
+
+inline int fail(const Status& status) {
+  std::fprintf(stderr, "cloudctl: %s\n", status.to_string().c_str());
+  return kExitFailed;
+}
+
+inline void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+
+// A Manager that has heard from the cloud: it waits for `host` (when given) or for the
+// set of hosts to stop growing, bounded by the discovery time.
+class Session {
+ public:
+  // `samples`: also receive the hosts' monitoring ticks (views that show usage).
+  explicit Session(const Options& o, bool samples = false) : o_(o), samples_(samples) {}
+
+  Status open(const std::optional<std::string>& host = std::nullopt,
+              const std::optional<std::string>& group = std::nullopt) {
+    cloudmgr::spi::TransportConfig t;
+    t.kind = o_.transport;
+    t.domain_id = o_.domain;
+    auto opened = Manager::open({.transport = t, .name = fmt::format("cloudctl-{}", getpid()), .samples = samples_});
+    if (!opened.ok()) {
+      return opened.status();
+    }
+    m_ = std::move(*opened);
+    const auto budget = milliseconds(static_cast<std::int64_t>(o_.discovery_s * 1000));
+    if (host) {
+      if (!m_->wait_until([&](const Manager& m) { return m.host(*host).has_value(); }, budget).ok()) {
+        return cloudmgr::not_found_error(fmt::format("host '{}' is not online (waited {:.1f} s for it)", *host, o_.discovery_s));
+      }
+    }
+    if (group) {
+      (void)m_->wait_until([&](const Manager& m) { return m.groups().contains(*group); }, budget);
+    }
+    // Let the rest of the cloud arrive: stop once no new host appeared for a while.
+    const auto end = std::chrono::steady_clock::now() + budget;
+    std::size_t seen = m_->hosts().size();
+    while (std::chrono::steady_clock::now() < end) {
+      // Agents are discovered one by one; a short-lived manager cannot know how many there
+      // are, so it waits until none has appeared for a second.
+      const auto settle = milliseconds(1000);
+      const Status s = m_->wait_until(
+          [seen](const Manager& m) { return m.hosts().size() > seen; },
+          std::min(settle, std::chrono::duration_cast<milliseconds>(end - std::chrono::steady_clock::now())));
+      if (!s.ok()) {
+        if (seen > 0) {
+          break;
+        }
+        continue;
+      }
+      seen = m_->hosts().size();
+    }
+    if (samples_) {
+      // Each online host's latest tick is durable: it follows its host record closely.
+      (void)m_->wait_until(
+          [](const Manager& m) {
+            for (const auto& h : m.hosts()) {
+              if (h.online() && !m.sample(h.view.info.id)) {
+                return false;
+              }
+            }
+            return true;
+          },
+          std::min(budget, milliseconds(1500)));
+    }
+    return {};
+  }
+
+  Manager& m() { return *m_; }
+
+ private:
+  const Options& o_;
+  bool samples_ = false;
+  std::unique_ptr<Manager> m_;
+};
+
+inline std::string cpu_seconds(std::uint64_t ns) { return fmt::format("{:.1f}s", static_cast<double>(ns) / 1e9); }
+
+inline std::string ago(std::int64_t ns) {
+  const double s = static_cast<double>(now_ns() - ns) / 1e9;
+  return s < 0 ? "now" : fmt::format("{:.1f}s ago", s);
+}
+
+inline std::string join(const std::vector<std::string>& v, const char* sep = ",") {
+  std::string out;
+  for (const auto& s : v) {
+    out += (out.empty() ? "" : sep) + s;
+  }
+  return out;
+}
+
+// The host a VM lives on, when the user did not say.
+inline Result<std::string> host_of_vm(Manager& m, const std::string& vm) {
+  std::vector<std::string> hosts;
+  for (const auto& v : m.vms()) {
+    if (v.vm.name == vm || v.vm.uuid == vm) {
+      hosts.push_back(v.host_id);
+    }
+  }
+  if (hosts.empty()) {
+    return cloudmgr::not_found_error(fmt::format("no online host has a VM '{}'", vm));
+  }
+  if (hosts.size() > 1) {
+    return cloudmgr::invalid_argument_error(
+        fmt::format("VM '{}' exists on hosts {}; choose one with --host", vm, join(hosts, ", ")));
+  }
+  return hosts.front();
+}
+
+}  // namespace cloudctl
