@@ -31,6 +31,12 @@ struct ManagerOptions {
   // Receive the hosts' monitoring ticks (HostMetrics). Off for a manager that never looks at
   // samples (saves their traffic); samples() is then always empty.
   bool samples = true;
+  // A file where the manager remembers the hosts it has seen (JSON, written atomically when
+  // it closes). Hosts listed there and not online yet start in the view as offline, with
+  // their last-seen time, so that a short-lived manager (each cloudctl call) can show a host
+  // whose agent died while no manager was watching. Hosts that left cleanly are dropped from
+  // it. Empty: no inventory.
+  std::string inventory_path;
 };
 
 // One host's part of a command's result.
@@ -73,7 +79,7 @@ struct HostEntry {
     kOnline = 0,
     kOffline,  // its agent stopped answering (liveliness lost); it may come back
   };
-  HostView view;
+  HostView view;  // for a host known only from the inventory: its id, hostname and groups
   State state = State::kOnline;
   std::int64_t last_seen_ns = 0;      // when this manager last heard from it (its clock)
   std::int64_t offline_since_ns = 0;  // when it was marked offline (0 while online)
@@ -122,6 +128,10 @@ class CLOUDMGR_API Manager {
   // The hosts a command to `target` expects to hear from now. kNotFound for an unknown
   // host or a group with no member; kInvalidArgument for a malformed name.
   Result<std::vector<std::string>> expected_hosts(const Target& target) const;
+
+  // Drops an offline host from the view (and from the inventory when the manager closes).
+  // kNotFound for an unknown host, kFailedPrecondition for an online one.
+  Status forget_host(const std::string& id);
 
   // ---- monitoring ----
   // The latest monitoring tick of every online host, sorted by host id (each carries its

@@ -14,7 +14,13 @@
 
 #include <fmt/format.h>
 
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
 #include "cloudmgr/verbs.h"
+#include "core/journal.h"
 #include "core/status_macros.h"
 
 namespace cloudmgr {
@@ -431,6 +437,58 @@ struct Manager::Impl {
     outbox_cv.notify_all();
   }
 
+  // The inventory: hosts seen before, loaded as offline until they show up.
+  void load_inventory() {
+    std::ifstream in(options.inventory_path);
+    if (!in) {
+      return;  // none yet
+    }
+    std::stringstream text;
+    text << in.rdbuf();
+    const auto j = nlohmann::json::parse(text.str(), nullptr, false);
+    if (!j.is_object() || !j.contains("hosts") || !j["hosts"].is_array()) {
+      return;  // unreadable: it is a cache, rebuilt on close
+    }
+    const std::lock_guard lock(mutex);
+    for (const auto& h : j["hosts"]) {
+      if (!h.is_object() || !h.contains("id") || !h["id"].is_string() ||
+          !validate_host_id(h["id"].get<std::string>()).ok() || hosts.contains(h["id"].get<std::string>())) {
+        continue;
+      }
+      HostEntry e;
+      e.view.info.id = h["id"].get<std::string>();
+      e.view.info.hostname = h.value("hostname", "");
+      if (h.contains("groups") && h["groups"].is_array()) {
+        for (const auto& g : h["groups"]) {
+          if (g.is_string() && validate_group_name(g.get<std::string>()).ok()) {
+            e.view.groups.push_back(g.get<std::string>());
+          }
+        }
+      }
+      e.state = HostEntry::State::kOffline;
+      e.last_seen_ns = h.value("last_seen_ns", std::int64_t{0});
+      e.offline_since_ns = e.last_seen_ns;
+      hosts.emplace(e.view.info.id, std::move(e));
+    }
+    ++version;
+  }
+
+  void save_inventory() {
+    nlohmann::json list = nlohmann::json::array();
+    {
+      const std::lock_guard lock(mutex);
+      const std::int64_t now = now_ns();
+      for (const auto& [id, h] : hosts) {
+        list.push_back({{"id", id},
+                        {"hostname", h.view.info.hostname},
+                        {"groups", h.view.groups},
+                        {"last_seen_ns", h.online() ? now : h.last_seen_ns}});
+      }
+    }
+    // A cache: failing to write it costs the next manager its offline hosts, nothing else.
+    (void)write_file_atomically(options.inventory_path, nlohmann::json{{"hosts", list}}.dump(1) + "\n");
+  }
+
   void close() {
     {
       const std::lock_guard lock(mutex);
@@ -438,6 +496,9 @@ struct Manager::Impl {
         return;
       }
       closing = true;
+    }
+    if (!options.inventory_path.empty() && link) {
+      save_inventory();
     }
     changed.notify_all();
     outbox_cv.notify_all();
@@ -471,6 +532,9 @@ Result<std::unique_ptr<Manager>> Manager::open(ManagerOptions options) {
   }
   auto impl = std::make_shared<Impl>();
   impl->options = std::move(options);
+  if (!impl->options.inventory_path.empty()) {
+    impl->load_inventory();
+  }
   CLOUDMGR_ASSIGN_OR_RETURN(impl->transport, spi::open_transport(impl->options.transport));
   Impl* self = impl.get();
   spi::ManagerCallbacks cb;
@@ -589,6 +653,23 @@ Status Manager::wait_for_hosts(std::size_t count, std::chrono::milliseconds time
         fmt::format("{} of {} hosts online after {} ms", online_count(*this), count, timeout.count()));
   }
   return s;
+}
+
+Status Manager::forget_host(const std::string& id) {
+  {
+    const std::lock_guard lock(impl_->mutex);
+    auto it = impl_->hosts.find(id);
+    if (it == impl_->hosts.end()) {
+      return not_found_error(fmt::format("unknown host '{}'", id));
+    }
+    if (it->second.online()) {
+      return failed_precondition_error(fmt::format("host '{}' is online; only offline hosts can be forgotten", id));
+    }
+    impl_->hosts.erase(it);
+    ++impl_->version;
+  }
+  impl_->changed.notify_all();
+  return {};
 }
 
 std::vector<HostSample> Manager::samples() const {

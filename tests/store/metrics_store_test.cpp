@@ -311,8 +311,8 @@ TEST_F(MetricsStoreTest, FileSizeIsBoundedByTheRetention) {
   const auto run = [&](std::int64_t from, std::int64_t to) {
     for (std::int64_t i = from; i < to; ++i) {
       std::vector<VmSample> vms;
-      vms.reserve(10);
-      for (int v = 0; v < 10; ++v) {
+      vms.reserve(5);
+      for (int v = 0; v < 5; ++v) {
         vms.push_back(vm("uuid-" + std::to_string(v), "vm" + std::to_string(v), static_cast<double>(i % 97 + v)));
       }
       record(tick(kT0 + i * kS, static_cast<double>(i % 89), std::move(vms)));
@@ -326,6 +326,8 @@ TEST_F(MetricsStoreTest, FileSizeIsBoundedByTheRetention) {
   const std::uintmax_t db_twice = fs::file_size(options_.path);
   EXPECT_EQ(twice.raw_rows, once.raw_rows);
   EXPECT_EQ(twice.rollup_rows, once.rollup_rows);
+  // The WAL (reused, at most about 1000 pages) is most of file_bytes at this size, so the
+  // database file is checked on its own too: its freed pages must be reused.
   EXPECT_LE(static_cast<double>(twice.file_bytes), 1.3 * static_cast<double>(once.file_bytes))
       << once.file_bytes << " -> " << twice.file_bytes;
   EXPECT_LE(static_cast<double>(db_twice), 1.3 * static_cast<double>(db_once)) << db_once << " -> " << db_twice;

@@ -80,7 +80,10 @@ std::vector<HistorySeries> three_hosts(std::int64_t start) {
                   [](int i) {
                     return Value{8 + 3 * std::sin(i / 5.0) + (i % 17 == 0 ? 9 : 0), (3.2 + 0.002 * i) * kGiB};
                   }),
-      make_series("node3", start, 120, [](int i) { return Value{10 + 0.55 * i, (5 + 0.06 * i) * kGiB}; }),
+      make_series("node3", start, 120,
+                  [](int i) {
+                    return Value{10 + 0.55 * i, (5 + 0.06 * i) * kGiB};
+                  }),
   };
 }
 
@@ -163,6 +166,13 @@ class ChartFileTest : public ::testing::Test {
   std::filesystem::path dir_;
 };
 
+// Drops cairo's font caches at exit, so that LeakSanitizer reports only real leaks.
+class CairoCaches : public ::testing::Environment {
+ public:
+  void TearDown() override { cairo_debug_reset_static_data(); }
+};
+const auto* const kCairoCaches = ::testing::AddGlobalTestEnvironment(new CairoCaches);
+
 // ---------------------------------------------------------------------------------------------
 // Terminal
 
@@ -206,7 +216,7 @@ TEST(TerminalChart, TimeLabelsInLocalTime) {
   const std::string& labels = lines[lines.size() - 2];
   EXPECT_NE(labels.find("10:00"), std::string::npos) << text;
   EXPECT_NE(labels.find("11:00"), std::string::npos) << text;
-  EXPECT_TRUE(std::regex_search(labels, std::regex(R"(^ +10:00 +10:\d\d +11:00)"))) << labels;
+  EXPECT_TRUE(std::regex_search(labels, std::regex(R"(^ +10:00( +10:\d\d)+ +11:00)"))) << labels;
 
   // Over a day: month and day too.
   auto week = make_series("node1", local_time(0, 0), 7 * 24, [](int) { return Value{30, 2 * kGiB}; });
@@ -225,8 +235,7 @@ TEST(TerminalChart, SimulatedSeriesAreMarkedInTheTitle) {
   const auto lines = split_lines(render_terminal_chart(series, {.title = "cpu"}));
   EXPECT_EQ(lines[0], "cpu (simulated load)");
   // Also with colors, and with nothing to draw.
-  EXPECT_NE(render_terminal_chart(series, {.title = "cpu", .color = true}).find("(simulated load)"),
-            std::string::npos);
+  EXPECT_NE(render_terminal_chart(series, {.title = "cpu", .color = true}).find("(simulated load)"), std::string::npos);
   series[1].points.clear();
   EXPECT_EQ(split_lines(render_terminal_chart({series[1]}, {.title = "cpu"}))[0], "cpu (simulated load)");
 }
@@ -297,8 +306,10 @@ TEST(TerminalChart, ColorsDistinguishSeriesAndSizeIsHonoured) {
   EXPECT_NE(text.find("\x1b[33m"), std::string::npos);
   EXPECT_NE(text.find("\x1b[35m"), std::string::npos);
   EXPECT_EQ(text.find('*'), std::string::npos);  // braille, not markers
+  // Panels share the rows equally: at most the height, at most a row per panel less.
   const auto lines = split_lines(text);
-  EXPECT_EQ(lines.size(), 30U);
+  EXPECT_LE(lines.size(), 30U);
+  EXPECT_GE(lines.size(), 29U);
   const std::regex ansi("\x1b\\[[0-9;]*m");
   for (const auto& line : lines) {
     EXPECT_LE(decode(std::regex_replace(line, ansi, "")).size(), 80U) << line;
@@ -337,9 +348,9 @@ TEST_F(ChartFileTest, SvgIsWellFormedWithTitleAndOnePathPerSeries) {
 
 TEST_F(ChartFileTest, PngHasTheRequestedSizeAndIsDrawn) {
   const auto path = dir_ / "chart.png";
-  ASSERT_TRUE(write_chart(three_hosts(local_time(10, 0)), {.title = "t", .width = 900, .height = 500},
-                          ChartFormat::kPng, path)
-                  .ok());
+  ASSERT_TRUE(
+      write_chart(three_hosts(local_time(10, 0)), {.title = "t", .width = 900, .height = 500}, ChartFormat::kPng, path)
+          .ok());
   const std::string png = read_file(path);
   ASSERT_GT(png.size(), 33U);
   EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
@@ -364,7 +375,8 @@ TEST_F(ChartFileTest, PngHasTheRequestedSizeAndIsDrawn) {
   std::size_t colored = 0;  // saturated: data lines, not grey text or grid
   for (int y = 0; y < height; ++y) {
     for (int x = 0; x < width; ++x) {
-      const unsigned char* px = data + y * stride + x * 4;  // B, G, R, A
+      const unsigned char* px =
+          data + static_cast<std::ptrdiff_t>(y) * stride + static_cast<std::ptrdiff_t>(x) * 4;  // B, G, R, A
       const int hi = std::max({px[0], px[1], px[2]});
       const int lo = std::min({px[0], px[1], px[2]});
       drawn += lo < 250 ? 1U : 0U;

@@ -16,10 +16,10 @@
 #include <cmath>
 #include <cstdint>
 #include <ctime>
-#include <numbers>
 #include <filesystem>
 #include <limits>
 #include <memory>
+#include <numbers>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -143,13 +143,14 @@ Axis make_axis(UnitKind unit, double data_max) {
                                                    {kKi * kKi * kKi * kKi * kKi, "PiB"}}};
   static constexpr std::array<Unit, 4> kDecimal = {{{1, ""}, {1e3, "k"}, {1e6, "M"}, {1e9, "G"}}};
   const bool binary = unit != UnitKind::kOpsPerS;
-  const Unit* chosen = binary ? kBinary.data() : kDecimal.data();
+  const Unit* units = binary ? kBinary.data() : kDecimal.data();
   const std::size_t count = binary ? kBinary.size() : kDecimal.size();
   // The largest unit the maximum reaches 0.8 of: 900 MiB reads better as 1.0 GiB than as
   // 1000 MiB, and 1020 MiB must not become 1500 MiB.
+  const Unit* chosen = units;
   for (std::size_t i = 1; i < count; ++i) {
-    if (data_max >= 0.8 * chosen[i].scale) {
-      chosen = (binary ? kBinary.data() : kDecimal.data()) + i;
+    if (data_max >= 0.8 * units[i].scale) {
+      chosen = units + i;
     }
   }
   axis.scale = chosen->scale;
@@ -193,10 +194,10 @@ std::tm local_tm(std::int64_t seconds) {
 // How wide a span's time labels are: 11 for "MM-DD HH:MM" (over a day), 8 for "HH:MM:SS"
 // (under five minutes), 5 for "HH:MM".
 std::size_t time_label_width(std::int64_t span_ns) {
-  if (span_ns > 24 * 3600 * kNsPerS) {
+  if (span_ns > kNsPerS * 24 * 3600) {
     return 11;
   }
-  if (span_ns < 5 * 60 * kNsPerS) {
+  if (span_ns < kNsPerS * 5 * 60) {
     return 8;
   }
   return 5;
@@ -205,7 +206,7 @@ std::size_t time_label_width(std::int64_t span_ns) {
 // At most `max_ticks` ticks over [t0, t1] at the finest round interval that allows.
 TimeTicks time_ticks(std::int64_t t0_ns, std::int64_t t1_ns, int max_ticks) {
   static constexpr std::array<std::int64_t, 23> kIntervals = {
-      1,    2,     5,     10,    15,    30,     60,     120,     300,     600,     900,    1800,
+      1,    2,    5,     10,    15,    30,    60,     120,    300,     600,     900,    1800,
       3600, 7200, 10800, 21600, 43200, 86400, 172800, 604800, 1209600, 2592000, 7776000};
   const std::size_t label_width = time_label_width(t1_ns - t0_ns);
   const bool minutes = label_width != 8;
@@ -375,17 +376,20 @@ bool isolated(const std::vector<Sample>& samples, std::size_t i) {
 // One boolean per braille dot: 2 x 4 per character cell.
 class DotGrid {
  public:
-  DotGrid(int cols, int rows) : width_(cols * 2), height_(rows * 4), dots_(static_cast<std::size_t>(width_ * height_)) {}
+  DotGrid(int cols, int rows)
+      : width_(cols * 2),
+        height_(rows * 4),
+        dots_(static_cast<std::size_t>(width_) * static_cast<std::size_t>(height_)) {}
 
   int width() const { return width_; }
   int height() const { return height_; }
 
   void set(int x, int y) {
     if (x >= 0 && x < width_ && y >= 0 && y < height_) {
-      dots_[static_cast<std::size_t>(y * width_ + x)] = 1;
+      dots_[index(x, y)] = 1;
     }
   }
-  bool get(int x, int y) const { return dots_[static_cast<std::size_t>(y * width_ + x)] != 0; }
+  bool get(int x, int y) const { return dots_[index(x, y)] != 0; }
 
   void line(int x0, int y0, int x1, int y1) {
     const int dx = std::abs(x1 - x0);
@@ -412,7 +416,8 @@ class DotGrid {
 
   // The braille bit pattern of cell (col, row).
   unsigned cell(int col, int row) const {
-    static constexpr std::array<std::array<unsigned, 4>, 2> kBits = {{{0x01, 0x02, 0x04, 0x40}, {0x08, 0x10, 0x20, 0x80}}};
+    static constexpr std::array<std::array<unsigned, 4>, 2> kBits = {
+        {{0x01, 0x02, 0x04, 0x40}, {0x08, 0x10, 0x20, 0x80}}};
     unsigned bits = 0;
     for (int dx = 0; dx < 2; ++dx) {
       for (int dy = 0; dy < 4; ++dy) {
@@ -425,6 +430,10 @@ class DotGrid {
   }
 
  private:
+  std::size_t index(int x, int y) const {
+    return static_cast<std::size_t>(y) * static_cast<std::size_t>(width_) + static_cast<std::size_t>(x);
+  }
+
   int width_;
   int height_;
   std::vector<std::uint8_t> dots_;
@@ -458,7 +467,7 @@ std::string_view ansi_color(std::size_t series) { return kAnsiColors[series % kA
 
 // Appends `text` in `style` (when colors are on), resetting afterwards.
 void styled(std::string& out, bool color, std::string_view style, std::string_view text) {
-  if (color && !style.empty()) {
+  if (color && !style.empty() && !text.empty()) {
     out += style;
     out += text;
     out += kAnsiReset;
@@ -508,12 +517,14 @@ void render_panel_text(std::string& out, const ChartData& data, const Panel& pan
           }
         }
       } else if (isolated(s, i)) {
+        const int x2 = x + 1 < grid.width() ? x + 1 : x - 1;
         grid.set(x, y);
-        grid.set(x + 1 < grid.width() ? x + 1 : x - 1, y);
+        grid.set(x2, y);
         if (data.band) {
           for (int by = dot_y(panel.axis, s[i].max, grid.height()); by <= dot_y(panel.axis, s[i].min, grid.height());
                ++by) {
             band.set(x, by);
+            band.set(x2, by);
           }
         }
       }
@@ -560,7 +571,8 @@ void render_panel_text(std::string& out, const ChartData& data, const Panel& pan
       } else if (owner >= 0) {
         style = ansi_color(static_cast<std::size_t>(owner));
         append_braille(glyph, bits);
-      } else if (data.band && band.cell(col, row) != 0) {
+      } else if (data.band && popcount(band.cell(col, row)) >= 3) {
+        // (A band that only grazes a cell would speckle the chart.)
         style = kAnsiDim;
         glyph = kBandGlyph;
       } else {
@@ -622,8 +634,8 @@ std::string render_terminal_chart(const std::vector<HistorySeries>& series, cons
   // Title, time labels and legend, plus per panel its name and time axis.
   layout.rows = options.height > 0 ? std::max(2, (options.height - 3 - 2 * panels) / panels) : 10;
 
-  const TimeTicks ticks = time_ticks(data.t0_ns, data.t1_ns,
-                                     layout.cols / static_cast<int>(time_label_width(data.t1_ns - data.t0_ns) + 4));
+  const TimeTicks ticks =
+      time_ticks(data.t0_ns, data.t1_ns, layout.cols / static_cast<int>(time_label_width(data.t1_ns - data.t0_ns) + 4));
   for (const auto& panel : data.panels) {
     render_panel_text(out, data, panel, layout, options, ticks);
   }
@@ -700,9 +712,8 @@ constexpr Rgb hex(std::uint32_t rgb) {
 }
 
 // Tableau 10: distinct, readable on white, friendly to the common colour blindnesses.
-constexpr std::array<Rgb, 10> kPalette = {hex(0x4E79A7), hex(0xF28E2B), hex(0x59A14F), hex(0xE15759),
-                                          hex(0x76B7B2), hex(0xB07AA1), hex(0xEDC948), hex(0xFF9DA7),
-                                          hex(0x9C755F), hex(0xBAB0AC)};
+constexpr std::array<Rgb, 10> kPalette = {hex(0x4E79A7), hex(0xF28E2B), hex(0x59A14F), hex(0xE15759), hex(0x76B7B2),
+                                          hex(0xB07AA1), hex(0xEDC948), hex(0xFF9DA7), hex(0x9C755F), hex(0xBAB0AC)};
 constexpr Rgb kText = hex(0x222222);
 constexpr Rgb kMutedText = hex(0x666666);
 constexpr Rgb kGrid = hex(0xE6E6E6);
@@ -776,6 +787,16 @@ void draw_chart(cairo_t* cr, const ChartData& data, double width, double height)
     return;
   }
 
+  set_font(cr, kFontSize, false);
+  // The value labels' gutter, the same for every panel so that time lines up.
+  double gutter = 0;
+  for (const auto& panel : data.panels) {
+    for (int k = 0; k <= panel.axis.intervals; ++k) {
+      gutter = std::max(gutter, text_width(cr, panel.axis.label(panel.axis.step * k)));
+    }
+  }
+  const double plot_x = kPad + gutter + 10;
+  const double plot_w = std::max(1.0, width - kPad - 8 - plot_x);
   // Legend entries, flowed into rows inside a box at the bottom.
   std::vector<LegendEntry> entries;
   for (std::size_t i = 0; i < data.names.size(); ++i) {
@@ -788,7 +809,7 @@ void draw_chart(cairo_t* cr, const ChartData& data, double width, double height)
   constexpr double kSwatch = 18;
   constexpr double kRowHeight = 20;
   constexpr double kBoxPad = 8;
-  const double legend_inner = width - 2 * kPad - 2 * kBoxPad;
+  const double legend_inner = plot_w - 2 * kBoxPad;
   std::vector<std::pair<double, int>> entry_pos;  // x offset, row
   double x = 0;
   int legend_rows = 1;
@@ -806,15 +827,6 @@ void draw_chart(cairo_t* cr, const ChartData& data, double width, double height)
   const double time_labels_height = 24;
   const double panels_bottom = legend_top - 8 - time_labels_height;
 
-  // The value labels' gutter, the same for every panel so that time lines up.
-  double gutter = 0;
-  for (const auto& panel : data.panels) {
-    for (int k = 0; k <= panel.axis.intervals; ++k) {
-      gutter = std::max(gutter, text_width(cr, panel.axis.label(panel.axis.step * k)));
-    }
-  }
-  const double plot_x = kPad + gutter + 10;
-  const double plot_w = std::max(1.0, width - kPad - 8 - plot_x);
   const auto n_panels = static_cast<double>(data.panels.size());
   const double panel_h = (panels_bottom - top) / n_panels;
   const auto px = [&](std::int64_t t) {
@@ -860,6 +872,11 @@ void draw_chart(cairo_t* cr, const ChartData& data, double width, double height)
           while (end < s.size() && s[end].joined) {
             ++end;
           }
+          if (end == begin + 1) {  // a lone sample: a short bar
+            cairo_rectangle(cr, px(s[begin].t_ns) - 3, py(s[begin].max), 6, py(s[begin].min) - py(s[begin].max));
+            begin = end;
+            continue;
+          }
           cairo_move_to(cr, px(s[begin].t_ns), py(s[begin].max));
           for (std::size_t j = begin + 1; j < end; ++j) {
             cairo_line_to(cr, px(s[j].t_ns), py(s[j].max));
@@ -877,7 +894,7 @@ void draw_chart(cairo_t* cr, const ChartData& data, double width, double height)
       for (std::size_t j = 0; j < s.size(); ++j) {
         if (isolated(s, j)) {
           cairo_new_sub_path(cr);
-          cairo_arc(cr, px(s[j].t_ns), py(s[j].avg), 1.5, 0, 2 * std::numbers::pi);
+          cairo_arc(cr, px(s[j].t_ns), py(s[j].avg), 2, 0, 2 * std::numbers::pi);
         } else if (s[j].joined) {
           cairo_line_to(cr, px(s[j].t_ns), py(s[j].avg));
         } else {
@@ -885,7 +902,7 @@ void draw_chart(cairo_t* cr, const ChartData& data, double width, double height)
         }
       }
       set_color(cr, color);
-      cairo_set_line_width(cr, 1.8);
+      cairo_set_line_width(cr, 2);
       cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
       cairo_set_line_join(cr, CAIRO_LINE_JOIN_ROUND);
       cairo_stroke(cr);
@@ -908,14 +925,15 @@ void draw_chart(cairo_t* cr, const ChartData& data, double width, double height)
   }
 
   // Legend box.
-  cairo_rectangle(cr, kPad + 0.5, std::floor(legend_top) + 0.5, width - 2 * kPad - 1, std::floor(legend_height));
+  cairo_rectangle(cr, std::floor(plot_x) + 0.5, std::floor(legend_top) + 0.5, std::floor(plot_w),
+                  std::floor(legend_height));
   set_color(cr, hex(0xFAFAFA));
   cairo_fill_preserve(cr);
   set_color(cr, hex(0xD0D0D0));
   cairo_set_line_width(cr, 1);
   cairo_stroke(cr);
   for (std::size_t i = 0; i < entries.size(); ++i) {
-    const double ex = kPad + kBoxPad + entry_pos[i].first;
+    const double ex = plot_x + kBoxPad + entry_pos[i].first;
     const double ey = legend_top + kBoxPad + entry_pos[i].second * kRowHeight + kRowHeight / 2 - 2;
     if (entries[i].band) {
       set_color(cr, entries[i].color, 0.22);
@@ -1045,7 +1063,7 @@ Status write_file_atomically(const std::string& path, const std::string& bytes) 
 
 // The chart as the bytes of a PNG or SVG file.
 cloudmgr::Result<std::string> render_file(const ChartData& data, int width, int height, ChartFormat format,
-                                const std::string& path) {
+                                          const std::string& path) {
   std::string bytes;
   SurfacePtr surface(format == ChartFormat::kPng
                          ? cairo_image_surface_create(CAIRO_FORMAT_ARGB32, width, height)

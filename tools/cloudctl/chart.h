@@ -27,8 +27,9 @@ struct ChartOptions {
   std::string title;
   // One panel each, top to bottom.
   std::vector<cloudmgr::Metric> metrics{cloudmgr::Metric::kCpuPct, cloudmgr::Metric::kMemoryUsedBytes};
-  // Terminal: columns and rows of the whole chart (0: 100 columns, 12 rows per panel).
-  // Files: pixels (0: 1200 wide, 360 per panel).
+  // Terminal: columns and rows of the whole chart, at most (0: 100 columns, 12 rows per
+  // panel plus 3 for the title, time labels and legend). Files: pixels (0: 1200 wide, 360
+  // per panel).
   int width = 0;
   int height = 0;
   bool color = false;  // terminal only: ANSI colors, one per series

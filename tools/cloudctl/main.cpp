@@ -293,6 +293,9 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", o.timeout_s, "seconds a command may take (default 10)")->check(CLI::Range(0.1, 86400.0));
   app.add_option("--discovery", o.discovery_s, "seconds to wait for hosts to appear (default 3)")
       ->check(CLI::Range(0.0, 600.0));
+  app.add_option("--inventory", o.inventory,
+                 "file remembering the cloud's hosts, so that dead ones show as offline (default "
+                 "$CLOUDMGR_INVENTORY or ~/.local/state/cloudmgr/inventory-DOMAIN.json; 'none': off)");
   app.add_flag_callback(
       "--version",
       [] {
@@ -312,6 +315,17 @@ int main(int argc, char** argv) {
   auto* hshow = host->add_subcommand("show", "identity, capacity, allocation, groups");
   hshow->add_option("host", host_id, "host id")->required();
   hshow->callback([&] { rc = cmd_host_show(o, host_id); });
+  auto* forget = host->add_subcommand("forget", "drop an offline host from the inventory (a host taken out for good)");
+  forget->add_option("host", host_id, "host id")->required();
+  forget->callback([&] {
+    Session s(o);
+    if (Status st = s.open(); !st.ok()) {
+      rc = fail(st);
+      return;
+    }
+    const Status forgotten = s.m().forget_host(host_id);
+    rc = forgotten.ok() ? kExitOk : fail(forgotten);
+  });
   std::string ps_sort = "cpu";
   std::size_t ps_limit = 0;
   auto* ps = host->add_subcommand("ps", "the host's processes");

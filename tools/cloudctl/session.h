@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -34,9 +36,39 @@ struct Options {
   std::uint32_t domain = 0;
   std::string transport = "dds";
   bool json = false;
+  // The hosts this cloud had (ManagerOptions::inventory_path): empty = the default path,
+  // "none" = no inventory.
+  std::string inventory;
   double timeout_s = 10;
   double discovery_s = 3;
 };
+
+// $CLOUDMGR_INVENTORY, else $XDG_STATE_HOME (or ~/.local/state)/cloudmgr/inventory-<domain>.json;
+// its directory is created. Empty when there is no home to keep it in.
+inline std::string inventory_path(const Options& o) {
+  if (o.inventory == "none") {
+    return {};
+  }
+  if (!o.inventory.empty()) {
+    return o.inventory;
+  }
+  // NOLINTBEGIN(concurrency-mt-unsafe): read before the manager's threads start
+  std::string dir;
+  if (const char* env = std::getenv("CLOUDMGR_INVENTORY")) {
+    return env;
+  }
+  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0') {
+    dir = std::string(xdg) + "/cloudmgr";
+  } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    dir = std::string(home) + "/.local/state/cloudmgr";
+  } else {
+    return {};
+  }
+  // NOLINTEND(concurrency-mt-unsafe)
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  return ec ? std::string() : fmt::format("{}/inventory-{}.json", dir, o.domain);
+}
 
 inline int fail(const Status& status) {
   std::fprintf(stderr, "cloudctl: %s\n", status.to_string().c_str());
@@ -57,14 +89,17 @@ class Session {
     cloudmgr::spi::TransportConfig t;
     t.kind = o_.transport;
     t.domain_id = o_.domain;
-    auto opened = Manager::open({.transport = t, .name = fmt::format("cloudctl-{}", getpid()), .samples = samples_});
+    auto opened = Manager::open({.transport = t,
+                                  .name = fmt::format("cloudctl-{}", getpid()),
+                                  .samples = samples_,
+                                  .inventory_path = inventory_path(o_)});
     if (!opened.ok()) {
       return opened.status();
     }
     m_ = std::move(*opened);
     const auto budget = milliseconds(static_cast<std::int64_t>(o_.discovery_s * 1000));
     if (host) {
-      if (!m_->wait_until([&](const Manager& m) { return m.host(*host).has_value(); }, budget).ok()) {
+      if (!m_->wait_until([&](const Manager& m) { return m.host(*host) && m.host(*host)->online(); }, budget).ok()) {
         return cloudmgr::not_found_error(fmt::format("host '{}' is not online (waited {:.1f} s for it)", *host, o_.discovery_s));
       }
     }
@@ -73,13 +108,18 @@ class Session {
     }
     // Let the rest of the cloud arrive: stop once no new host appeared for a while.
     const auto end = std::chrono::steady_clock::now() + budget;
-    std::size_t seen = m_->hosts().size();
+    const auto online = [](const Manager& m) {
+      const auto hosts = m.hosts();
+      return static_cast<std::size_t>(
+          std::count_if(hosts.begin(), hosts.end(), [](const cloudmgr::HostEntry& h) { return h.online(); }));
+    };
+    std::size_t seen = online(*m_);
     while (std::chrono::steady_clock::now() < end) {
       // Agents are discovered one by one; a short-lived manager cannot know how many there
       // are, so it waits until none has appeared for a second.
       const auto settle = milliseconds(1000);
       const Status s = m_->wait_until(
-          [seen](const Manager& m) { return m.hosts().size() > seen; },
+          [&](const Manager& m) { return online(m) > seen; },
           std::min(settle, std::chrono::duration_cast<milliseconds>(end - std::chrono::steady_clock::now())));
       if (!s.ok()) {
         if (seen > 0) {
@@ -87,7 +127,7 @@ class Session {
         }
         continue;
       }
-      seen = m_->hosts().size();
+      seen = online(*m_);
     }
     if (samples_) {
       // Each online host's latest tick is durable: it follows its host record closely.

@@ -286,8 +286,8 @@ std::optional<std::uint64_t>* device_sum(VmCounters& vm, std::string_view field)
   return nullptr;
 }
 
-// One VM's counters from its stats record. `has_vcpus` and `has_memory` say whether the
-// record held vcpu.current and balloon.current (the test driver's holds neither).
+// One VM's counters from its stats record; the flags say whether the record held
+// state.state, vcpu.current and balloon.current (the test driver's holds only the state).
 struct ParsedRecord {
   VmCounters vm;
   bool has_state = false;
@@ -747,7 +747,7 @@ class LibvirtDriver final : public spi::HypervisorDriver {
     host.vms.reserve(static_cast<std::size_t>(n));
     std::uint64_t held = 0;  // memory of the active VMs
     for (int i = 0; i < n; ++i) {
-      const virDomainStatsRecord& record = *raw[i];
+      const virDomainStatsRecord& record = *records.get()[i];
       ParsedRecord parsed = parse_stats_record(record);
       VmCounters& vm = parsed.vm;
       if (const char* name = virDomainGetName(record.dom)) {
