@@ -176,8 +176,8 @@ struct HistorySeries {
   std::string host_id;
   std::string vm_uuid;  // empty for the host
   std::string vm_name;
-  std::int64_t step_ns = 0;  // the bucket width actually used
-  bool simulated = false;    // any sample behind it came from a load model
+  std::int64_t step_ns = 0;          // the bucket width actually used
+  bool simulated = false;            // any sample behind it came from a load model
   std::vector<HistoryPoint> points;  // ascending start_ns, empty buckets omitted
 
   friend bool operator==(const HistorySeries&, const HistorySeries&) = default;

@@ -243,7 +243,7 @@ struct Agent::Impl {
     }
   }
 
-  Result<HistorySeries> query_history(const ArgumentReader& a) {
+  Result<HistorySeries> query_history(const ArgumentReader& a) const {
     if (!history) {
       return failed_precondition_error(fmt::format("host '{}' keeps no monitoring history", host_id()));
     }

@@ -11,8 +11,8 @@ namespace {
 // FNV-1a: a stable hash (std::hash may differ between builds).
 std::uint64_t stable_hash(const std::string& s, std::uint64_t salt) {
   std::uint64_t h = 1469598103934665603ULL ^ salt;
-  for (unsigned char c : s) {
-    h ^= c;
+  for (const char c : s) {
+    h ^= static_cast<std::uint64_t>(static_cast<unsigned char>(c));
     h *= 1099511628211ULL;
   }
   return h;

@@ -33,9 +33,9 @@ class LoadModel {
   };
   std::mutex mutex_;
   std::map<std::string, Tracked> vms_;  // GUARDED_BY(mutex_)
-  std::int64_t last_ns_ = 0;           // GUARDED_BY(mutex_)
-  std::uint64_t busy_ns_ = 0;          // GUARDED_BY(mutex_)
-  std::uint64_t total_ns_ = 0;         // GUARDED_BY(mutex_)
+  std::int64_t last_ns_ = 0;            // GUARDED_BY(mutex_)
+  std::uint64_t busy_ns_ = 0;           // GUARDED_BY(mutex_)
+  std::uint64_t total_ns_ = 0;          // GUARDED_BY(mutex_)
 };
 
 }  // namespace cloudmgr

@@ -4,8 +4,8 @@
 
 #include <unistd.h>
 
-#include <atomic>
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -64,8 +64,8 @@ struct Pending {
 // destructor waits for a running call (unless it runs inside that call, on the same thread).
 struct SampleSink {
   std::mutex mutex;
-  bool alive = true;                             // GUARDED_BY(mutex)
-  std::atomic<std::thread::id> calling{};        // the thread running the callback, if any
+  bool alive = true;                       // GUARDED_BY(mutex)
+  std::atomic<std::thread::id> calling{};  // the thread running the callback, if any
   std::function<void(const HostSample&)> callback;
 };
 
@@ -99,15 +99,15 @@ struct Manager::Impl {
   std::unique_ptr<spi::ManagerLink> link;
 
   mutable std::mutex mutex;
-  std::condition_variable changed;                            // any change of the view or of pending
-  std::map<std::string, HostEntry> hosts;                     // GUARDED_BY(mutex)
-  std::map<std::pair<std::string, std::string>, VmView> vms;  // GUARDED_BY(mutex)
-  std::map<std::string, HostSample> samples;                  // GUARDED_BY(mutex): latest per online host
+  std::condition_variable changed;                             // any change of the view or of pending
+  std::map<std::string, HostEntry> hosts;                      // GUARDED_BY(mutex)
+  std::map<std::pair<std::string, std::string>, VmView> vms;   // GUARDED_BY(mutex)
+  std::map<std::string, HostSample> samples;                   // GUARDED_BY(mutex): latest per online host
   std::map<std::uint64_t, std::shared_ptr<SampleSink>> sinks;  // GUARDED_BY(mutex)
-  std::uint64_t next_sink = 0;                                // GUARDED_BY(mutex)
-  std::map<std::string, std::shared_ptr<Pending>> pending;    // GUARDED_BY(mutex)
-  bool closing = false;                                       // GUARDED_BY(mutex)
-  std::uint64_t version = 0;                                  // GUARDED_BY(mutex): bumped on every change of the view
+  std::uint64_t next_sink = 0;                                 // GUARDED_BY(mutex)
+  std::map<std::string, std::shared_ptr<Pending>> pending;     // GUARDED_BY(mutex)
+  bool closing = false;                                        // GUARDED_BY(mutex)
+  std::uint64_t version = 0;                                   // GUARDED_BY(mutex): bumped on every change of the view
 
   std::deque<std::pair<Command, std::vector<std::string>>> outbox;  // GUARDED_BY(mutex)
   std::condition_variable outbox_cv;
@@ -729,8 +729,7 @@ Result<std::unique_ptr<SampleSubscription>> Manager::subscribe_samples(
   return std::unique_ptr<SampleSubscription>(new SampleSubscriptionImpl(std::move(remove), id, std::move(sink)));
 }
 
-Result<CommandResult> Manager::history(const Target& target, const HistoryQuery& query,
-                                       const ExecuteOptions& options) {
+Result<CommandResult> Manager::history(const Target& target, const HistoryQuery& query, const ExecuteOptions& options) {
   const std::int64_t now = now_ns();
   const std::int64_t since = query.since_ns > 0 ? query.since_ns : now - 3600LL * 1'000'000'000;
   if (query.until_ns != 0 && query.until_ns <= since) {

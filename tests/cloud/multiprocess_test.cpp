@@ -352,8 +352,8 @@ TEST_F(MultiProcess, SamplesAndHistoryCrossProcesses) {
                       [](const Manager& m) {
                         auto a = m.sample("node1");
                         auto b = m.sample("node2");
-                        return a && b && a->rates_valid && b->rates_valid && a->vms.size() == 1 &&
-                               b->vms.size() == 1 && a->vms[0].rates_valid;  // db1 runs
+                        return a && b && a->rates_valid && b->rates_valid && a->vms.size() == 1 && b->vms.size() == 1 &&
+                               a->vms[0].rates_valid;  // db1 runs
                       },
                       milliseconds(20000))
                   .ok());
@@ -366,10 +366,10 @@ TEST_F(MultiProcess, SamplesAndHistoryCrossProcesses) {
   // A manager that joins now has both hosts' latest ticks without waiting for the next one.
   auto late = Manager::open({.transport = transport(), .name = "late"});
   ASSERT_TRUE(late.ok());
-  ASSERT_TRUE((*late)
-                  ->wait_until([](const Manager& m) { return m.sample("node1") && m.sample("node2"); },
-                               milliseconds(10000))
-                  .ok());
+  ASSERT_TRUE(
+      (*late)
+          ->wait_until([](const Manager& m) { return m.sample("node1") && m.sample("node2"); }, milliseconds(10000))
+          .ok());
 
   std::this_thread::sleep_for(milliseconds(2500));
   auto r = manager().history(Target::group("web"), {.since_ns = now_ns() - 60'000'000'000LL});
@@ -430,18 +430,20 @@ class SlowCountersDriver final : public spi::HypervisorDriver {
 };
 
 TEST_F(MultiProcess, SlowSamplingIsNotTakenForADeadAgent) {
-  ASSERT_TRUE(spi::register_hypervisor_driver("slow-counters", [](std::string_view uri)
-                                                  -> std::optional<Result<std::unique_ptr<spi::HypervisorDriver>>> {
-                if (!uri.starts_with("slow+")) {
-                  return std::nullopt;
-                }
-                auto inner = spi::open_hypervisor_driver(uri.substr(5));
-                if (!inner.ok()) {
-                  return Result<std::unique_ptr<spi::HypervisorDriver>>(inner.status());
-                }
-                return Result<std::unique_ptr<spi::HypervisorDriver>>(
-                    std::make_unique<SlowCountersDriver>(std::move(*inner)));
-              }).ok());
+  ASSERT_TRUE(spi::register_hypervisor_driver(
+                  "slow-counters",
+                  [](std::string_view uri) -> std::optional<Result<std::unique_ptr<spi::HypervisorDriver>>> {
+                    if (!uri.starts_with("slow+")) {
+                      return std::nullopt;
+                    }
+                    auto inner = spi::open_hypervisor_driver(uri.substr(5));
+                    if (!inner.ok()) {
+                      return Result<std::unique_ptr<spi::HypervisorDriver>>(inner.status());
+                    }
+                    return Result<std::unique_ptr<spi::HypervisorDriver>>(
+                        std::make_unique<SlowCountersDriver>(std::move(*inner)));
+                  })
+                  .ok());
   AgentOptions o;
   o.hypervisor.uri = std::string("slow+test://") + CLOUDMGR_TEST_DATA_DIR + "/hosts/node-small.xml";
   o.hypervisor.host_id = "slow1";

@@ -207,8 +207,8 @@ class MonitoringTest : public ::testing::Test {
  protected:
   void SetUp() override {
     domain_ = g_domain++;
-    root_ = fs::temp_directory_path() / ("cloudmgr-monitoring-test-" + std::to_string(getpid()) + "-" +
-                                         std::to_string(domain_));
+    root_ = fs::temp_directory_path() /
+            ("cloudmgr-monitoring-test-" + std::to_string(getpid()) + "-" + std::to_string(domain_));
     fs::remove_all(root_);
   }
   void TearDown() override {
@@ -273,8 +273,8 @@ TEST_F(MonitoringTest, SamplesArriveWithTheHostsVmsAndAreMarkedSimulated) {
   start_agent("node1");
   auto s = valid_sample("node1");
   ASSERT_TRUE(s.has_value());
-  EXPECT_TRUE(s->simulated);  // test:// host: load model
-  EXPECT_EQ(s->cpus, 8U);     // node-small.xml: 1 node x 2 sockets x 2 cores x 2 threads
+  EXPECT_TRUE(s->simulated);     // test:// host: load model
+  EXPECT_EQ(s->cpus, 8U);        // node-small.xml: 1 node x 2 sockets x 2 cores x 2 threads
   ASSERT_EQ(s->vms.size(), 1U);  // db1 runs, batch1 is shut off
   EXPECT_EQ(s->vms[0].name, "db1");
   EXPECT_GT(s->vms[0].cpu_pct, 0);

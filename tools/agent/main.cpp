@@ -54,10 +54,26 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
   if (!j.is_object()) {
     return cloudmgr::invalid_argument_error(fmt::format("config file '{}' is not a JSON object", path));
   }
-  static const std::set<std::string> known_keys = {
-      "host_id",   "uri",           "groups",   "state_dir",   "domain_id",  "interfaces",        "shared_memory",
-      "discovery", "initial_peers", "lease_ms", "announce_ms", "refresh_ms", "allow_host_reboot", "reboot_command",
-      "sample_ms", "history", "history_raw", "history_rollup_step", "history_rollup", "simulated_load"};
+  static const std::set<std::string> known_keys = {"host_id",
+                                                   "uri",
+                                                   "groups",
+                                                   "state_dir",
+                                                   "domain_id",
+                                                   "interfaces",
+                                                   "shared_memory",
+                                                   "discovery",
+                                                   "initial_peers",
+                                                   "lease_ms",
+                                                   "announce_ms",
+                                                   "refresh_ms",
+                                                   "allow_host_reboot",
+                                                   "reboot_command",
+                                                   "sample_ms",
+                                                   "history",
+                                                   "history_raw",
+                                                   "history_rollup_step",
+                                                   "history_rollup",
+                                                   "simulated_load"};
   try {
     for (const auto& [key, value] : j.items()) {
       if (!known_keys.contains(key)) {
@@ -88,13 +104,14 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
     if (j.contains("reboot_command")) o.hypervisor.reboot.command = j["reboot_command"].get<std::vector<std::string>>();
     if (j.contains("sample_ms")) o.sample_ms = j["sample_ms"].get<std::uint32_t>();
     if (j.contains("history")) o.history = j["history"].get<bool>();
-    for (const auto& [key, field] : {std::pair{"history_raw", &o.retention.raw_ns},
-                                     std::pair{"history_rollup_step", &o.retention.rollup_step_ns},
-                                     std::pair{"history_rollup", &o.retention.rollup_ns}}) {
+    for (const auto& [key, field] :
+         {std::pair{"history_raw", &o.retention.raw_ns}, std::pair{"history_rollup_step", &o.retention.rollup_step_ns},
+          std::pair{"history_rollup", &o.retention.rollup_ns}}) {
       if (j.contains(key)) {
         auto d = cloudmgr::parse_duration_ns(j[key].get<std::string>());
         if (!d.ok()) {
-          return cloudmgr::invalid_argument_error(fmt::format("config file '{}': {}: {}", path, key, d.status().message()));
+          return cloudmgr::invalid_argument_error(
+              fmt::format("config file '{}': {}: {}", path, key, d.status().message()));
         }
         *field = *d;
       }
@@ -163,9 +180,10 @@ int main(int argc, char** argv) {
   if (sample_ms) o.sample_ms = *sample_ms;
   if (lease_ms) o.transport.agent_lease_ms = *lease_ms;
   if (announce_ms) o.transport.announce_period_ms = *announce_ms;
-  for (const auto& [flag, text, field] : {std::tuple{"--history-raw", &history_raw, &o.retention.raw_ns},
-                                          std::tuple{"--history-rollup-step", &history_step, &o.retention.rollup_step_ns},
-                                          std::tuple{"--history-rollup", &history_rollup, &o.retention.rollup_ns}}) {
+  for (const auto& [flag, text, field] :
+       {std::tuple{"--history-raw", &history_raw, &o.retention.raw_ns},
+        std::tuple{"--history-rollup-step", &history_step, &o.retention.rollup_step_ns},
+        std::tuple{"--history-rollup", &history_rollup, &o.retention.rollup_ns}}) {
     if (!text->empty()) {
       auto d = cloudmgr::parse_duration_ns(*text);
       if (!d.ok()) {

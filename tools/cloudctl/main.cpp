@@ -18,11 +18,11 @@
 
 #include <fmt/format.h>
 
+#include "cloudctl/monitor.h"
+#include "cloudctl/session.h"
 #include "cloudmgr/cloudmgr.h"
 #include "common/json.h"
 #include "common/table.h"
-#include "cloudctl/monitor.h"
-#include "cloudctl/session.h"
 
 namespace {
 
@@ -305,8 +305,9 @@ int main(int argc, char** argv) {
       "print the version and exit");
 
   int rc = 0;
-  app.add_subcommand("hosts", "every known host: state, last seen, capacity, allocation and usage now")
-      ->callback([&] { rc = cmd_hosts(o); });
+  app.add_subcommand("hosts", "every known host: state, last seen, capacity, allocation and usage now")->callback([&] {
+    rc = cmd_hosts(o);
+  });
   add_monitor_commands(app, o, rc);
 
   auto* host = app.add_subcommand("host", "one host");

@@ -19,7 +19,6 @@ namespace cloudctl {
 
 namespace {
 
-using cloudmgr::HistoryPoint;
 using cloudmgr::HistoryQuery;
 using cloudmgr::HistorySeries;
 using cloudmgr::HostResult;
@@ -51,12 +50,17 @@ std::string metric_text(Metric m, double v) {
   }
 }
 
-std::string local_time(std::int64_t ns, const char* format = "%H:%M:%S") {
+// Local time as HH:MM:SS, or MM-DD HH:MM:SS with the date.
+std::string local_time(std::int64_t ns, bool with_date = false) {
   const std::time_t t = static_cast<std::time_t>(ns / kSec);
   std::tm tm{};
   localtime_r(&t, &tm);
   char buf[64];
-  std::strftime(buf, sizeof buf, format, &tm);
+  if (with_date) {
+    std::strftime(buf, sizeof buf, "%m-%d %H:%M:%S", &tm);
+  } else {
+    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+  }
   return buf;
 }
 
@@ -111,7 +115,7 @@ nlohmann::json to_json(const HistorySeries& s) {
     }
     points.push_back(pj);
   }
-  return {{"host", s.host_id}, {"vm_uuid", s.vm_uuid},   {"vm_name", s.vm_name},
+  return {{"host", s.host_id},    {"vm_uuid", s.vm_uuid},     {"vm_name", s.vm_name},
           {"step_ns", s.step_ns}, {"simulated", s.simulated}, {"points", points}};
 }
 
@@ -177,7 +181,8 @@ int cmd_hosts(const Options& o) {
       simulated = simulated || sample->simulated;
     }
     t.add({i.id, std::string(cloudmgr::to_string(h.state)), ago(h.last_seen_ns), std::to_string(i.cpu.logical_cpus),
-           cpu, used, cloudmgr::format_bytes(i.memory_bytes), fmt::format("{}/{}", i.vcpus_allocated, i.cpu.logical_cpus),
+           cpu, used, cloudmgr::format_bytes(i.memory_bytes),
+           fmt::format("{}/{}", i.vcpus_allocated, i.cpu.logical_cpus),
            fmt::format("{} ({} active)", i.vms_defined, i.vms_active), join(h.view.groups)});
   }
   t.print();
@@ -222,9 +227,8 @@ void print_top(Manager& m, const TopOptions& t, bool tty, bool json) {
   if (!t.group.empty()) {
     std::erase_if(samples, [&](const HostSample& s) {
       auto it = by_id.find(s.host_id);
-      return it == by_id.end() ||
-             std::find(it->second.view.groups.begin(), it->second.view.groups.end(), t.group) ==
-                 it->second.view.groups.end();
+      return it == by_id.end() || std::find(it->second.view.groups.begin(), it->second.view.groups.end(), t.group) ==
+                                      it->second.view.groups.end();
     });
   }
   if (json) {
@@ -306,8 +310,8 @@ void print_top(Manager& m, const TopOptions& t, bool tty, bool json) {
     const std::size_t used = samples.size() + 6;
     limit = rows > used + 2 ? rows - used - 2 : 1;
   }
-  Table vt({"VM", "HOST", "STATE", "VCPUS", "CPU%", "HOST CPU%", "MEM USED", "MEMORY", "DISK READ", "DISK WRITE", "NET RX",
-            "NET TX"});
+  Table vt({"VM", "HOST", "STATE", "VCPUS", "CPU%", "HOST CPU%", "MEM USED", "MEMORY", "DISK READ", "DISK WRITE",
+            "NET RX", "NET TX"});
   std::size_t shown = 0;
   for (const auto& row : vms) {
     if (limit > 0 && shown == limit) {
@@ -484,8 +488,9 @@ int cmd_history(const Options& o, Subject subject, const Window& w, const std::s
     return fail(target.status());
   }
   int rc = kExitOk;
-  const auto series = query(s, o, *target, {.vm = subject.vm, .since_ns = win->since_ns, .until_ns = win->until_ns,
-                                            .step_ns = win->step_ns}, rc);
+  const auto series =
+      query(s, o, *target,
+            {.vm = subject.vm, .since_ns = win->since_ns, .until_ns = win->until_ns, .step_ns = win->step_ns}, rc);
   if (o.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& sr : series) {
@@ -495,8 +500,8 @@ int cmd_history(const Options& o, Subject subject, const Window& w, const std::s
     return rc;
   }
   for (const auto& sr : series) {
-    std::printf("%s%s%s: %zu points, %s%s\n", sr.host_id.c_str(), sr.vm_name.empty() ? "" : " / ",
-                sr.vm_name.c_str(), sr.points.size(),
+    std::printf("%s%s%s: %zu points, %s%s\n", sr.host_id.c_str(), sr.vm_name.empty() ? "" : " / ", sr.vm_name.c_str(),
+                sr.points.size(),
                 sr.step_ns == 0 ? "raw samples" : ("steps of " + cloudmgr::format_duration_ns(sr.step_ns)).c_str(),
                 sr.simulated ? " (simulated load)" : "");
     std::vector<std::string> header{"TIME", "SAMPLES"};
@@ -509,7 +514,7 @@ int cmd_history(const Options& o, Subject subject, const Window& w, const std::s
     Table t(header);
     const bool long_window = win->until_ns - win->since_ns > 86400 * kSec;
     for (const auto& p : sr.points) {
-      std::vector<std::string> row{local_time(p.start_ns, long_window ? "%m-%d %H:%M" : "%H:%M:%S"),
+      std::vector<std::string> row{local_time(p.start_ns, long_window),
                                    std::to_string(p.samples)};
       for (Metric m : *metrics) {
         const auto i = static_cast<std::size_t>(m);
@@ -538,8 +543,9 @@ int cmd_monitor_hosts(const Options& o, const std::string& group, const Window& 
   const Target target = group.empty() ? Target::all() : Target::group(group);
   // One bucket as wide as the window (the store rounds it to its resolution; a window that
   // straddles bucket boundaries comes back as two or three buckets, folded below).
-  const auto series = query(s, o, target, {.since_ns = win->since_ns, .until_ns = win->until_ns,
-                                           .step_ns = win->until_ns - win->since_ns}, rc);
+  const auto series =
+      query(s, o, target,
+            {.since_ns = win->since_ns, .until_ns = win->until_ns, .step_ns = win->until_ns - win->since_ns}, rc);
   struct Folded {
     std::string host;
     std::uint64_t samples = 0;
@@ -588,10 +594,10 @@ int cmd_monitor_hosts(const Options& o, const std::string& group, const Window& 
     print_json({{"since_ns", win->since_ns}, {"until_ns", win->until_ns}, {"hosts", j}});
     return rc;
   }
-  std::printf("usage by host, %s to %s\n", local_time(win->since_ns, "%m-%d %H:%M:%S").c_str(),
-              local_time(win->until_ns, "%m-%d %H:%M:%S").c_str());
-  Table t({"HOST", "SAMPLES", "CPU% AVG", "CPU% MAX", "MEM AVG", "MEM MAX", "DISK READ", "DISK WRITE", "NET RX",
-           "NET TX"});
+  std::printf("usage by host, %s to %s\n", local_time(win->since_ns, true).c_str(),
+              local_time(win->until_ns, true).c_str());
+  Table t(
+      {"HOST", "SAMPLES", "CPU% AVG", "CPU% MAX", "MEM AVG", "MEM MAX", "DISK READ", "DISK WRITE", "NET RX", "NET TX"});
   bool simulated = false;
   for (const auto& f : rows) {
     const std::string mark = f.simulated ? "*" : "";
@@ -734,8 +740,7 @@ void add_monitor_commands(CLI::App& app, Options& o, int& rc) {
   chart->add_option("--svg", svg, "write an SVG file instead of drawing in the terminal");
   chart->add_option("--width", width, "columns (terminal) or pixels (files)")->check(CLI::NonNegativeNumber);
   chart->add_option("--height", height, "rows (terminal) or pixels (files)")->check(CLI::NonNegativeNumber);
-  chart->callback(
-      [&] { rc = cmd_chart(o, chart_subject, chart_window, chart_metrics, png, svg, width, height); });
+  chart->callback([&] { rc = cmd_chart(o, chart_subject, chart_window, chart_metrics, png, svg, width, height); });
 }
 
 }  // namespace cloudctl

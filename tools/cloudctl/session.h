@@ -90,9 +90,9 @@ class Session {
     t.kind = o_.transport;
     t.domain_id = o_.domain;
     auto opened = Manager::open({.transport = t,
-                                  .name = fmt::format("cloudctl-{}", getpid()),
-                                  .samples = samples_,
-                                  .inventory_path = inventory_path(o_)});
+                                 .name = fmt::format("cloudctl-{}", getpid()),
+                                 .samples = samples_,
+                                 .inventory_path = inventory_path(o_)});
     if (!opened.ok()) {
       return opened.status();
     }
@@ -100,7 +100,8 @@ class Session {
     const auto budget = milliseconds(static_cast<std::int64_t>(o_.discovery_s * 1000));
     if (host) {
       if (!m_->wait_until([&](const Manager& m) { return m.host(*host) && m.host(*host)->online(); }, budget).ok()) {
-        return cloudmgr::not_found_error(fmt::format("host '{}' is not online (waited {:.1f} s for it)", *host, o_.discovery_s));
+        return cloudmgr::not_found_error(
+            fmt::format("host '{}' is not online (waited {:.1f} s for it)", *host, o_.discovery_s));
       }
     }
     if (group) {

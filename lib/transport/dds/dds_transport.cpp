@@ -608,7 +608,8 @@ class DdsAgentLink final : public spi::AgentLink {
     if (metrics_published_) {
       wire::HostMetrics key;
       key.host_id(host_id_);
-      if (ReturnCode rc = metrics_writer_->dispose(&key, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
+      if (ReturnCode rc = metrics_writer_->dispose(&key, rtps::c_InstanceHandle_Unknown);
+          rc != ReturnCode::RETCODE_OK) {
         first = write_error("HostMetrics dispose", rc);
       }
       (void)metrics_writer_->unregister_instance(&key, rtps::c_InstanceHandle_Unknown);
