@@ -153,7 +153,10 @@ class ChartFileTest : public ::testing::Test {
     ASSERT_NE(mkdtemp(pattern.data()), nullptr);
     dir_ = pattern;
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    std::filesystem::remove_all(dir_);
+    cairo_debug_reset_static_data();  // font caches, so that LeakSanitizer sees only real leaks
+  }
 
   std::vector<std::string> entries() const {
     std::vector<std::string> names;
@@ -165,13 +168,6 @@ class ChartFileTest : public ::testing::Test {
 
   std::filesystem::path dir_;
 };
-
-// Drops cairo's font caches at exit, so that LeakSanitizer reports only real leaks.
-class CairoCaches : public ::testing::Environment {
- public:
-  void TearDown() override { cairo_debug_reset_static_data(); }
-};
-const auto* const kCairoCaches = ::testing::AddGlobalTestEnvironment(new CairoCaches);
 
 // ---------------------------------------------------------------------------------------------
 // Terminal
