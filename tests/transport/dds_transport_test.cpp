@@ -495,6 +495,104 @@ TEST(DdsTransport, ReplyRoundTripIsFaithful) {
   });
 }
 
+// A history reply travels on its own topic (HistoryReply): an hour of raw samples (3600
+// points, ~700 KB) arrives whole and exact, also without shared memory (UDP fragments).
+TEST(DdsTransport, LargeHistoryReplyRoundTripIsExact) {
+  for (const bool shm : {true, false}) {
+    auto c = test_config(shm ? 114 : 115);
+    c.shared_memory = shm;
+    TestAgent a(c, "node-a", {});
+    CommandReply expected;
+    HistorySeries series{.host_id = "node-a", .vm_uuid = uuid_n(1), .vm_name = "web1", .step_ns = 0, .simulated = true};
+    for (int i = 0; i < 3600; ++i) {
+      HistoryPoint p{.start_ns = 1'800'000'000'000'000'000 + i * 1'000'000'000LL, .samples = 1};
+      for (std::size_t m = 0; m < kMetricCount; ++m) {
+        p.min[m] = i * 0.5 + static_cast<double>(m);
+        p.avg[m] = p.min[m] + 0.25;
+        p.max[m] = p.min[m] + 1.0 / 3.0;
+      }
+      series.points.push_back(p);
+    }
+    expected.history.push_back(series);
+    a.make_reply = [&](const Command&) { return expected; };
+    TestManager m(c);
+    ASSERT_TRUE(a.publish({}).ok());
+    ASSERT_TRUE(m.log.has_host("node-a"));
+    ASSERT_TRUE(m.send("hist-1", Target::host("node-a"), {"node-a"}).ok());
+    ASSERT_TRUE(m.log.has_reply("hist-1", "node-a")) << (shm ? "with" : "without") << " shared memory";
+    m.log.w.read([&] {
+      const CommandReply& got = m.log.replies.front();
+      EXPECT_TRUE(got.status.ok()) << got.status;
+      EXPECT_EQ(got.history, expected.history);
+      return 0;
+    });
+  }
+}
+
+// Every field of a tick survives the wire, and a late manager gets the latest tick at once.
+TEST(DdsTransport, SamplesRoundTripAndLateManagersGetTheLatest) {
+  const auto c = test_config(116);
+  TestAgent a(c, "node-a", {});
+  ASSERT_TRUE(a.publish({}).ok());
+  HostSample s{.host_id = "node-a",
+               .taken_ns = 1'800'000'000'123'456'789,
+               .interval_ns = 1'000'000'007,
+               .simulated = true,
+               .rates_valid = true,
+               .cpus = 16,
+               .cpu_pct = 42.5,
+               .memory_bytes = 64ULL << 30,
+               .memory_used_bytes = 12ULL << 30,
+               .disk_read_bytes_per_s = 1.5e6,
+               .disk_write_bytes_per_s = 2.5e6,
+               .disk_read_ops_per_s = 100.25,
+               .disk_write_ops_per_s = 200.5,
+               .net_rx_bytes_per_s = 3.25e5,
+               .net_tx_bytes_per_s = 4.75e5};
+  for (int i = 0; i < 3; ++i) {
+    s.vms.push_back(VmSample{.uuid = uuid_n(i),
+                             .name = "vm" + std::to_string(i),
+                             .state = VmState::kPaused,
+                             .vcpus = 2,
+                             .rates_valid = i != 1,
+                             .cpu_pct = 10.0 * i,
+                             .cpu_host_pct = 1.25 * i,
+                             .memory_bytes = 1ULL << 30,
+                             .memory_used_bytes = 300ULL << 20,
+                             .disk_read_bytes_per_s = 1.0 + i,
+                             .disk_write_bytes_per_s = 2.0 + i,
+                             .disk_read_ops_per_s = 3.0 + i,
+                             .disk_write_ops_per_s = 4.0 + i,
+                             .net_rx_bytes_per_s = 5.0 + i,
+                             .net_tx_bytes_per_s = 6.0 + i});
+  }
+  ASSERT_TRUE(a.link->publish_sample(s).ok());
+  HostSample second = s;
+  second.taken_ns += 1'000'000'000;
+  second.cpu_pct = 43.5;
+  ASSERT_TRUE(a.link->publish_sample(second).ok());
+  // Joins after both ticks: keep-last 1, transient-local.
+  auto t = open(c);
+  ASSERT_TRUE(t);
+  Waiter w;
+  std::vector<HostSample> got;
+  spi::ManagerCallbacks cb;
+  cb.on_sample = [&](const HostSample& x) { w.update([&] { got.push_back(x); }); };
+  auto link = t->open_manager("late", std::move(cb));
+  ASSERT_TRUE(link.ok());
+  ASSERT_TRUE(w.wait([&] { return !got.empty(); }));
+  std::this_thread::sleep_for(milliseconds(300));
+  w.read([&] {
+    EXPECT_EQ(got.size(), 1U);
+    EXPECT_EQ(got.back(), second);
+    return 0;
+  });
+  // Through another host's link: refused, not published.
+  TestAgent b(c, "node-b", {});
+  EXPECT_EQ(b.link->publish_sample(s).code(), StatusCode::kInvalidArgument);
+  link->reset();
+}
+
 TEST(DdsTransport, RemoveVmAndLeaveAreSeenAtOnce) {
   const auto c = test_config(105);
   TestManager m(c);
