@@ -102,9 +102,9 @@ std::u32string decode(const std::string& text) {
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
     const std::size_t n = c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-    char32_t cp = n == 1 ? c : c & (0xFF >> (n + 1));
+    char32_t cp = n == 1 ? char32_t{c} : static_cast<char32_t>(c & (0xFFU >> (n + 1)));
     for (std::size_t k = 1; k < n && i + k < text.size(); ++k) {
-      cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+      cp = (cp << 6) | static_cast<char32_t>(static_cast<unsigned char>(text[i + k]) & 0x3FU);
     }
     out += cp;
     i += n;
