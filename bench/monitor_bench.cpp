@@ -1,16 +1,16 @@
 // Monitoring benchmarks. Each runs a bare baseline in the same run, so the library's own cost
 // shows as a ratio:
 //
-//   BM_Ingest_*       samples per second a Manager ingests over DDS, and the manager process's
+//   ingest_*       samples per second a Manager ingests over DDS, and the manager process's
 //                     CPU per sample (all its threads: Fast DDS's included), against a bare Fast DDS
 //                     DataReader of wire::HostMetrics with the same QoS in the same kind of
 //                     participant. The samples come from a publisher process (this binary,
 //                     exec'd with --monitor-bench-publisher): one Transport, 16 AgentLinks (hosts)
 //                     of 20 VMs each, at a fixed total rate or as fast as it can write.
-//   BM_Latest*        the latest state of 10,000 VMs (100 hosts x 100 VMs, fed over the inproc
+//   latest_*        the latest state of 10,000 VMs (100 hosts x 100 VMs, fed over the inproc
 //                     transport): Manager::samples() and vm_sample(name), against copying a
 //                     std::vector<HostSample> of the same size and a hash-map lookup.
-//   BM_AgentCost*     the real cloudmgr-agent with 100 running VMs at 1 Hz: CPU and RSS, against
+//   agent_cost_*     the real cloudmgr-agent with 100 running VMs at 1 Hz: CPU and RSS, against
 //                     one bare virConnectGetAllDomainStats per tick on the same simulated host.
 //
 // DDS participants stay on this machine (the TransportConfig defaults: UDP on 127.0.0.1 + shared
@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <fastdds/rtps/transport/UDPv4TransportDescriptor.h>
+#include <fastdds/rtps/transport/shared_mem/SharedMemTransportDescriptor.h>
 #include <fastdds/dds/domain/DomainParticipant.hpp>
 #include <fastdds/dds/domain/DomainParticipantFactory.hpp>
 #include <fastdds/dds/domain/qos/DomainParticipantQos.hpp>
@@ -38,8 +40,6 @@
 #include <fastdds/dds/subscriber/qos/DataReaderQos.hpp>
 #include <fastdds/dds/topic/Topic.hpp>
 #include <fastdds/dds/topic/TypeSupport.hpp>
-#include <fastdds/rtps/transport/UDPv4TransportDescriptor.h>
-#include <fastdds/rtps/transport/shared_mem/SharedMemTransportDescriptor.h>
 
 #include <algorithm>
 #include <atomic>
@@ -516,7 +516,7 @@ fdds::DataReaderQos bare_reader_qos() {
 
 std::uint32_t ingest_domain(std::uint32_t base, std::int64_t rate) { return base + (rate == 0 ? 1U : 0U); }
 
-void BM_Ingest_BareFastDds(benchmark::State& state) {
+void ingest_bare_fastdds(benchmark::State& state) {
   const std::int64_t rate = state.range(0);
   const std::uint32_t domain = ingest_domain(kBareDomain, rate);
   auto publisher = start_publisher(domain, static_cast<int>(rate));
@@ -532,10 +532,11 @@ void BM_Ingest_BareFastDds(benchmark::State& state) {
   fdds::Topic* topic = participant->create_topic(kMetricsTopic, type.get_type_name(), fdds::TOPIC_QOS_DEFAULT);
   fdds::Subscriber* subscriber = participant->create_subscriber(fdds::SUBSCRIBER_QOS_DEFAULT);
   CountingListener listener;
-  fdds::DataReader* reader = subscriber->create_datareader(topic, bare_reader_qos(), &listener,
-                                                           fdds::StatusMask::data_available());
+  fdds::DataReader* reader =
+      subscriber->create_datareader(topic, bare_reader_qos(), &listener, fdds::StatusMask::data_available());
   std::optional<IngestFigures> figures;
   for (auto _ : state) {
+    (void)_;
     const bool matched = wait_for(
         [&] {
           fdds::SubscriptionMatchedStatus s;
@@ -557,7 +558,7 @@ void BM_Ingest_BareFastDds(benchmark::State& state) {
   report_ingest(state, *figures, nullptr);
 }
 
-void BM_Ingest_Manager(benchmark::State& state) {
+void ingest_manager(benchmark::State& state) {
   const std::int64_t rate = state.range(0);
   const std::uint32_t domain = ingest_domain(kManagerDomain, rate);
   auto publisher = start_publisher(domain, static_cast<int>(rate));
@@ -575,10 +576,20 @@ void BM_Ingest_Manager(benchmark::State& state) {
   }
   std::optional<IngestFigures> figures;
   for (auto _ : state) {
+    (void)_;
     const bool online = (*manager)->wait_for_hosts(kIngestHosts, kDiscoveryTimeout).ok();
-    figures = online ? measure_ingest(*publisher, [&] { return received.load(std::memory_order_relaxed); })
-                     : std::nullopt;
+    figures =
+        online ? measure_ingest(*publisher, [&] { return received.load(std::memory_order_relaxed); }) : std::nullopt;
     state.SetIterationTime(seconds(kIngestWindow));
+  }
+  // A waiter during ingest (cloudctl's wait for one more host): Manager::wait_until re-evaluates
+  // its predicate on every change of the view, and every accepted sample is one.
+  double waiter_cpu_pct = 0;
+  if (figures) {
+    const double c0 = thread_cpu_s();
+    const auto t0 = Clock::now();
+    (void)(*manager)->wait_for_hosts(kIngestHosts + 1, milliseconds(1000));
+    waiter_cpu_pct = 100 * (thread_cpu_s() - c0) / seconds(Clock::now() - t0);
   }
   publisher->stop(SIGTERM);  // first: a backlog must not hold up the manager's close
   sub->reset();
@@ -589,6 +600,7 @@ void BM_Ingest_Manager(benchmark::State& state) {
   }
   auto bare = g_bare_ingest.find(rate);
   report_ingest(state, *figures, bare == g_bare_ingest.end() ? nullptr : &bare->second);
+  state.counters["waiter_cpu_pct"] = waiter_cpu_pct;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,7 +679,7 @@ double per_call_ns(const benchmark::State& state, Clock::time_point start) {
          static_cast<double>(std::max<benchmark::IterationCount>(state.iterations(), 1));
 }
 
-void BM_LatestAll_BareVectorCopy(benchmark::State& state) {
+void latest_all_bare_vector_copy(benchmark::State& state) {
   LatestFleet* f = latest_fleet();
   if (f == nullptr) {
     state.SkipWithError("feeding the fleet failed");
@@ -675,6 +687,7 @@ void BM_LatestAll_BareVectorCopy(benchmark::State& state) {
   }
   const auto start = Clock::now();
   for (auto _ : state) {
+    (void)_;
     std::vector<cloudmgr::HostSample> out = f->copy;
     benchmark::DoNotOptimize(out.data());
   }
@@ -682,7 +695,7 @@ void BM_LatestAll_BareVectorCopy(benchmark::State& state) {
   state.counters["vms"] = static_cast<double>(f->names.size());
 }
 
-void BM_LatestAll_Manager(benchmark::State& state) {
+void latest_all_manager(benchmark::State& state) {
   LatestFleet* f = latest_fleet();
   if (f == nullptr) {
     state.SkipWithError("feeding the fleet failed");
@@ -691,6 +704,7 @@ void BM_LatestAll_Manager(benchmark::State& state) {
   const auto start = Clock::now();
   std::size_t vms = 0;
   for (auto _ : state) {
+    (void)_;
     std::vector<cloudmgr::HostSample> out = f->manager->samples();
     benchmark::DoNotOptimize(out.data());
     vms = 0;
@@ -705,7 +719,7 @@ void BM_LatestAll_Manager(benchmark::State& state) {
   }
 }
 
-void BM_LatestVm_BareHashLookup(benchmark::State& state) {
+void latest_vm_bare_hash_lookup(benchmark::State& state) {
   LatestFleet* f = latest_fleet();
   if (f == nullptr) {
     state.SkipWithError("feeding the fleet failed");
@@ -720,6 +734,7 @@ void BM_LatestVm_BareHashLookup(benchmark::State& state) {
   std::size_t i = 0;
   const auto start = Clock::now();
   for (auto _ : state) {
+    (void)_;
     auto it = by_name.find(f->names[i++ % f->names.size()]);
     std::optional<cloudmgr::VmSample> out;
     if (it != by_name.end()) {
@@ -730,7 +745,7 @@ void BM_LatestVm_BareHashLookup(benchmark::State& state) {
   g_bare_lookup_ns = per_call_ns(state, start);
 }
 
-void BM_LatestVm_Manager(benchmark::State& state) {
+void latest_vm_manager(benchmark::State& state) {
   LatestFleet* f = latest_fleet();
   if (f == nullptr) {
     state.SkipWithError("feeding the fleet failed");
@@ -740,6 +755,7 @@ void BM_LatestVm_Manager(benchmark::State& state) {
   std::size_t found = 0;
   const auto start = Clock::now();
   for (auto _ : state) {
+    (void)_;
     auto out = f->manager->vm_sample(f->names[i++ % f->names.size()]);
     found += out.has_value() ? 1U : 0U;
     benchmark::DoNotOptimize(out);
@@ -797,7 +813,7 @@ void silent(void* /*unused*/, virErrorPtr /*unused*/) {}
 
 // What the agent's tick must do at the least: one bulk stats call for the active VMs. Calls
 // spaced 50 ms apart (not back to back), so each finds the caches about as a 1 Hz tick would.
-void BM_AgentCost_BareLibvirt(benchmark::State& state) {
+void agent_cost_bare_libvirt(benchmark::State& state) {
   TempDir dir;
   const std::string uri = "test://" + write_host_xml(dir.path, kAgentVms);
   virSetErrorFunc(nullptr, silent);
@@ -812,6 +828,7 @@ void BM_AgentCost_BareLibvirt(benchmark::State& state) {
   std::vector<double> wall_ms;
   int records = 0;
   for (auto _ : state) {
+    (void)_;
     for (int i = 0; i < kBareStatsCalls; ++i) {
       std::this_thread::sleep_for(milliseconds(50));
       const double c0 = thread_cpu_s();
@@ -833,7 +850,7 @@ void BM_AgentCost_BareLibvirt(benchmark::State& state) {
 }
 
 // range(0): the agent's --sample-ms (0: monitoring off, the agent's idle cost).
-void BM_AgentCost_Agent(benchmark::State& state) {
+void agent_cost_agent(benchmark::State& state) {
   const auto sample_ms = static_cast<std::uint32_t>(state.range(0));
   const std::uint32_t domain = sample_ms > 0 ? kAgentDomain : kAgentIdleDomain;
   const auto window = sample_ms > 0 ? kAgentWindow : kAgentIdleWindow;
@@ -851,10 +868,10 @@ void BM_AgentCost_Agent(benchmark::State& state) {
       ticks.fetch_add(1);
     }
   });
-  Child agent({CLOUDMGR_BENCH_AGENT_BIN, "--host-id", "bench-agent", "--uri", uri, "--state-dir",
-               (dir.path / "state").string(), "--domain", std::to_string(domain), "--sample-ms",
-               std::to_string(sample_ms)},
-              (dir.path / "agent.log").string(), false);
+  Child agent(
+      {CLOUDMGR_BENCH_AGENT_BIN, "--host-id", "bench-agent", "--uri", uri, "--state-dir", (dir.path / "state").string(),
+       "--domain", std::to_string(domain), "--sample-ms", std::to_string(sample_ms)},
+      (dir.path / "agent.log").string(), false);
   const std::string pid = std::to_string(agent.pid());
   bool ok = m.wait_for_hosts(1, kDiscoveryTimeout).ok();
   if (ok && sample_ms > 0) {
@@ -867,6 +884,7 @@ void BM_AgentCost_Agent(benchmark::State& state) {
   double wall_s = 0;
   std::uint64_t window_ticks = 0;
   for (auto _ : state) {
+    (void)_;
     if (!ok) {
       break;
     }
@@ -905,14 +923,14 @@ void BM_AgentCost_Agent(benchmark::State& state) {
 }
 
 // Baselines first: the library's benchmark reads the baseline's figure for its ratio.
-BENCHMARK(BM_Ingest_BareFastDds)->Arg(2000)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Ingest_Manager)->Arg(2000)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_LatestAll_BareVectorCopy)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_LatestAll_Manager)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_LatestVm_BareHashLookup);
-BENCHMARK(BM_LatestVm_Manager)->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_AgentCost_BareLibvirt)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_AgentCost_Agent)->Arg(1000)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(ingest_bare_fastdds)->Arg(2000)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(ingest_manager)->Arg(2000)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(latest_all_bare_vector_copy)->Unit(benchmark::kMicrosecond);
+BENCHMARK(latest_all_manager)->Unit(benchmark::kMicrosecond);
+BENCHMARK(latest_vm_bare_hash_lookup);
+BENCHMARK(latest_vm_manager)->Unit(benchmark::kMicrosecond);
+BENCHMARK(agent_cost_bare_libvirt)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(agent_cost_agent)->Arg(1000)->Arg(0)->Iterations(1)->UseManualTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
@@ -924,7 +942,7 @@ int main(int argc, char** argv) {
   // Keep freed heap memory instead of returning it to the kernel at each free: otherwise a 10,000-VM
   // copy costs 0.4 ms or 6-14 ms (page faults of re-grown heap pages) depending only on where the
   // heap's top happens to lie, i.e. on which benchmark ran before. Applies to both sides alike.
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);  // NOLINT(concurrency-mt-unsafe): no other thread yet
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
     return 1;
