@@ -99,7 +99,10 @@ struct Manager::Impl {
   std::unique_ptr<spi::ManagerLink> link;
 
   mutable std::mutex mutex;
-  std::condition_variable changed;                             // any change of the view or of pending
+  std::condition_variable changed;  // any change of the view or of pending
+  // The timer's own: a new deadline or closing. Kept apart from `changed`, which every
+  // monitoring tick notifies, so that ticks do not wake the timer.
+  std::condition_variable timer_cv;
   std::map<std::string, HostEntry> hosts;                      // GUARDED_BY(mutex)
   std::map<std::pair<std::string, std::string>, VmView> vms;   // GUARDED_BY(mutex)
   std::map<std::string, HostSample> samples;                   // GUARDED_BY(mutex): latest per online host
@@ -288,13 +291,13 @@ struct Manager::Impl {
         earliest = std::min(earliest, p->deadline_ns);
       }
       if (earliest == INT64_MAX) {
-        changed.wait(lock);
+        timer_cv.wait(lock);
         continue;
       }
       const std::int64_t wait = earliest - now_ns();
       if (wait > 0) {
         // Capped: a far deadline must not overflow the clock arithmetic inside wait_for.
-        changed.wait_for(lock, std::chrono::nanoseconds(std::min<std::int64_t>(wait, 3'600'000'000'000LL)));
+        timer_cv.wait_for(lock, std::chrono::nanoseconds(std::min<std::int64_t>(wait, 3'600'000'000'000LL)));
         continue;
       }
       // Conclude every command past its deadline: silent hosts are "no reply".
@@ -433,7 +436,8 @@ struct Manager::Impl {
       p->done(refused);  // outside the lock: `done` may call back into the Manager
       return;
     }
-    changed.notify_all();  // the timer learns the new deadline
+    changed.notify_all();
+    timer_cv.notify_all();  // the timer learns the new deadline
     outbox_cv.notify_all();
   }
 
@@ -501,6 +505,7 @@ struct Manager::Impl {
       save_inventory();
     }
     changed.notify_all();
+    timer_cv.notify_all();
     outbox_cv.notify_all();
     for (auto& t : senders) {
       t.join();

@@ -5,7 +5,7 @@
 //     "host_id": "node1", "uri": "qemu:///system", "groups": ["web"],
 //     "state_dir": "/var/lib/cloudmgr", "domain_id": 0,
 //     "interfaces": ["127.0.0.1"], "shared_memory": true, "discovery": "multicast",
-//     "initial_peers": [], "lease_ms": 2500, "announce_ms": 500, "refresh_ms": 5000,
+//     "initial_peers": [], "lease_ms": 2000, "announce_ms": 500, "refresh_ms": 5000,
 //     "allow_host_reboot": false, "reboot_command": ["/usr/bin/systemctl", "reboot"],
 //     "sample_ms": 1000, "history": true, "history_raw": "1h", "history_rollup_step": "1m",
 //     "history_rollup": "30d", "simulated_load": "auto"
@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
   app.add_option("--transport", transport_kind, "dds (default) or inproc");
   app.add_flag("--allow-host-reboot", allow_reboot, "allow managers to reboot this host");
   app.add_option("--sample-ms", sample_ms, "monitoring tick in ms (default 1000; 0 = no monitoring)");
-  app.add_option("--lease-ms", lease_ms, "offline after this long without announcements (default 2500)");
+  app.add_option("--lease-ms", lease_ms, "offline after this long without announcements (default 2000)");
   app.add_option("--announce-ms", announce_ms, "announcement period (default 500)");
   app.add_option("--history-raw", history_raw, "keep every sample this long (default 1h)");
   app.add_option("--history-rollup-step", history_step, "rollup resolution (default 1m)");

@@ -35,7 +35,7 @@ struct TransportConfig {
   };
   Discovery discovery = Discovery::kMulticast;
   // An agent that stops announcing itself for this long is taken as gone (offline).
-  std::uint32_t agent_lease_ms = 2500;
+  std::uint32_t agent_lease_ms = 2000;
   // How often participants announce themselves (must be well under the lease: a few
   // announcements may be lost before the lease runs out).
   std::uint32_t announce_period_ms = 500;
