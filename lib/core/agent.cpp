@@ -355,9 +355,13 @@ struct Agent::Impl {
     if (Status s = journal->finish(c.id, reply.status); !s.ok() && reply.status.ok()) {
       reply.status = s.with_context("the command ran but its outcome could not be journaled");
     }
+    {
+      // Before the reply: a duplicate that arrives once the reply is out must be answered
+      // from the journal, not dropped as still in flight.
+      const std::lock_guard lock(in_flight_mutex);
+      in_flight.erase(c.id);
+    }
     send_reply(std::move(reply));
-    const std::lock_guard lock(in_flight_mutex);
-    in_flight.erase(c.id);
   }
 
   // REQUIRES(group_change_mutex): read-modify-write of the groups, persisted, then the

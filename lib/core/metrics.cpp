@@ -45,27 +45,25 @@ Result<Metric> parse_metric(std::string_view text) {
       text.substr(0, 64)));
 }
 
-MetricValues VmSample::values() const noexcept {
-  return {cpu_pct,
-          static_cast<double>(memory_used_bytes),
-          disk_read_bytes_per_s,
-          disk_write_bytes_per_s,
-          disk_read_ops_per_s,
-          disk_write_ops_per_s,
-          net_rx_bytes_per_s,
-          net_tx_bytes_per_s};
+namespace {
+
+// Hosts and VMs keep the same metrics under the same names.
+template <typename Sample>
+MetricValues values_of(const Sample& s) noexcept {
+  return {s.cpu_pct,
+          static_cast<double>(s.memory_used_bytes),
+          s.disk_read_bytes_per_s,
+          s.disk_write_bytes_per_s,
+          s.disk_read_ops_per_s,
+          s.disk_write_ops_per_s,
+          s.net_rx_bytes_per_s,
+          s.net_tx_bytes_per_s};
 }
 
-MetricValues HostSample::values() const noexcept {
-  return {cpu_pct,
-          static_cast<double>(memory_used_bytes),
-          disk_read_bytes_per_s,
-          disk_write_bytes_per_s,
-          disk_read_ops_per_s,
-          disk_write_ops_per_s,
-          net_rx_bytes_per_s,
-          net_tx_bytes_per_s};
-}
+}  // namespace
+
+MetricValues VmSample::values() const noexcept { return values_of(*this); }
+MetricValues HostSample::values() const noexcept { return values_of(*this); }
 
 Status HistoryRetention::validate() const {
   if (raw_ns <= 0) {

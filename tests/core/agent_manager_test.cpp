@@ -219,7 +219,7 @@ TEST_F(CloudTest, GroupsChangeAtRunTimeAndPersistAcrossRestarts) {
   EXPECT_EQ(manager().groups()["web"], std::vector<std::string>{"node1"});
 }
 
-TEST_F(CloudTest, DeadAgentIsNoReplyAndLeavesTheHostList) {
+TEST_F(CloudTest, DeadAgentIsNoReplyThenOffline) {
   start_agent("node1");
   start_agent("node2");
   ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(5000)).ok());
