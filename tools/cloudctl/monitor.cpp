@@ -514,8 +514,7 @@ int cmd_history(const Options& o, Subject subject, const Window& w, const std::s
     Table t(header);
     const bool long_window = win->until_ns - win->since_ns > 86400 * kSec;
     for (const auto& p : sr.points) {
-      std::vector<std::string> row{local_time(p.start_ns, long_window),
-                                   std::to_string(p.samples)};
+      std::vector<std::string> row{local_time(p.start_ns, long_window), std::to_string(p.samples)};
       for (Metric m : *metrics) {
         const auto i = static_cast<std::size_t>(m);
         row.push_back(metric_text(m, p.avg[i]));
