@@ -465,8 +465,14 @@ Result<Target> target_for(Session& s, Subject& subject) {
   return Target::host(subject.host);
 }
 
-std::optional<std::string> wait_for(const Subject& subject) {
-  return subject.host.empty() ? std::nullopt : std::optional(subject.host);
+// Opens the session, waiting for the subject's host or group, and resolves its target.
+Result<Target> open_for(Session& s, Subject& subject) {
+  const auto host = subject.host.empty() ? std::nullopt : std::optional(subject.host);
+  const auto group = subject.group.empty() ? std::nullopt : std::optional(subject.group);
+  if (Status st = s.open(host, group); !st.ok()) {
+    return st;
+  }
+  return target_for(s, subject);
 }
 
 int cmd_history(const Options& o, Subject subject, const Window& w, const std::string& metrics_text) {
@@ -479,11 +485,7 @@ int cmd_history(const Options& o, Subject subject, const Window& w, const std::s
     return fail(metrics.status().with_context("--metric"));
   }
   Session s(o);
-  if (Status st = s.open(wait_for(subject), subject.group.empty() ? std::nullopt : std::optional(subject.group));
-      !st.ok()) {
-    return fail(st);
-  }
-  auto target = target_for(s, subject);
+  auto target = open_for(s, subject);
   if (!target.ok()) {
     return fail(target.status());
   }
@@ -642,11 +644,7 @@ int cmd_chart(const Options& o, Subject subject, const Window& w, const std::str
     format = *f;
   }
   Session s(o);
-  if (Status st = s.open(wait_for(subject), subject.group.empty() ? std::nullopt : std::optional(subject.group));
-      !st.ok()) {
-    return fail(st);
-  }
-  auto target = target_for(s, subject);
+  auto target = open_for(s, subject);
   if (!target.ok()) {
     return fail(target.status());
   }
