@@ -115,7 +115,7 @@ struct DiskInfo {
 struct NicInfo {
   std::string mac;     // "52:54:00:12:34:56"
   std::string type;    // "network", "bridge", "user", ...
-  std::string source;  // network or bridge name
+  std::string source;  // network or bridge name; for "ethernet", the tap device on the host
   std::string model;   // "virtio", "e1000", ...
 
   friend bool operator==(const NicInfo&, const NicInfo&) = default;
@@ -154,14 +154,19 @@ struct DiskSpec {
   friend bool operator==(const DiskSpec&, const DiskSpec&) = default;
 };
 
-enum class NicType : std::uint8_t { kNetwork = 0, kBridge };
+// kNetwork: a libvirt virtual network. kBridge: an existing host bridge. kEthernet: a tap
+// device that the hypervisor creates for the VM and attaches to nothing (routing, or a bridge
+// the host's own tooling manages, is the operator's).
+enum class NicType : std::uint8_t { kNetwork = 0, kBridge, kEthernet };
 CLOUDMGR_API std::string_view to_string(NicType type) noexcept;
 
 // What to attach as a network interface when defining a VM.
 struct NicSpec {
   NicType type = NicType::kNetwork;
-  std::string source = "default";  // network name or host bridge name
-  std::string mac;                 // empty = the hypervisor assigns one
+  // kNetwork: network name; kBridge: host bridge name; kEthernet: the tap device's name on the
+  // host (at most 15 characters; empty = the hypervisor names it).
+  std::string source = "default";
+  std::string mac;  // empty = the hypervisor assigns one
   std::string model = "virtio";
 
   friend bool operator==(const NicSpec&, const NicSpec&) = default;

@@ -50,11 +50,18 @@ Status validate_identifier(std::string_view what, std::string_view name) {
   return {};
 }
 
-// A libvirt-style network/bridge name: the identifier alphabet.
+// A libvirt-style network/bridge name: the identifier alphabet. An ethernet NIC's source is a
+// Linux interface name (IFNAMSIZ: 15 characters), or empty for one the hypervisor picks.
 Status validate_nic_source(std::size_t index, const NicSpec& nic) {
-  Status s = validate_identifier(fmt::format("nics[{}].source", index), nic.source);
-  if (!s.ok()) {
-    return s;
+  if (nic.type != NicType::kEthernet || !nic.source.empty()) {
+    const std::string what = fmt::format("nics[{}].source", index);
+    if (Status s = validate_identifier(what, nic.source); !s.ok()) {
+      return s;
+    }
+    if (nic.type == NicType::kEthernet && nic.source.size() > 15) {
+      return invalid_argument_error(fmt::format("{} {} is {} characters long; a host interface name has at most 15",
+                                                what, quoted(nic.source), nic.source.size()));
+    }
   }
   if (!nic.mac.empty()) {
     if (Status m = validate_mac(nic.mac); !m.ok()) {
@@ -174,7 +181,17 @@ std::string_view to_string(DiskBus bus) noexcept {
   return "virtio";
 }
 
-std::string_view to_string(NicType type) noexcept { return type == NicType::kBridge ? "bridge" : "network"; }
+std::string_view to_string(NicType type) noexcept {
+  switch (type) {
+    case NicType::kBridge:
+      return "bridge";
+    case NicType::kEthernet:
+      return "ethernet";
+    case NicType::kNetwork:
+      break;
+  }
+  return "network";
+}
 
 std::string_view to_string(VmEventKind kind) noexcept {
   switch (kind) {

@@ -103,6 +103,17 @@ TEST(ValidateVmSpec, RejectsEachBadFieldByName) {
   s.nics.push_back({.source = "default", .mac = "52:54:00:12:34:56"});
   expect_invalid(validate_vm_spec(s), "nics[1].mac '52:54:00:12:34:56' is used");
   s = good_spec();
+  s.nics.push_back({.type = NicType::kEthernet, .source = ""});  // the hypervisor names the tap
+  s.nics.push_back({.type = NicType::kEthernet, .source = "tap-web-01"});
+  EXPECT_TRUE(validate_vm_spec(s).ok()) << validate_vm_spec(s);
+  s.nics[2].source = "tap-web-01234567";  // 16 characters: longer than a Linux interface name
+  expect_invalid(validate_vm_spec(s), "nics[2].source 'tap-web-01234567' is 16 characters long");
+  s.nics[2].source = "tap/web";
+  expect_invalid(validate_vm_spec(s), "nics[2].source 'tap/web' contains '/'");
+  s = good_spec();
+  s.nics[0].source = "";  // a network NIC needs its network
+  expect_invalid(validate_vm_spec(s), "nics[0].source is empty");
+  s = good_spec();
   s.boot_devices = {"usb"};
   expect_invalid(validate_vm_spec(s), "boot device 'usb'");
   s = good_spec();

@@ -18,6 +18,8 @@ VmSpec full_spec() {
   spec.disks.push_back({.source_path = "", .device = DiskDevice::kCdrom, .bus = DiskBus::kSata, .format = "raw"});
   spec.nics.push_back({.source = "default", .mac = "52:54:00:00:00:01"});
   spec.nics.push_back({.type = NicType::kBridge, .source = "br0", .model = "e1000"});
+  spec.nics.push_back({.type = NicType::kEthernet, .source = "tap-web1", .model = "ne2k_pci"});
+  spec.nics.push_back({.type = NicType::kEthernet, .source = ""});
   return spec;
 }
 
@@ -39,13 +41,19 @@ TEST(DomainXml, WrittenXmlParsesBackToTheSpec) {
   EXPECT_EQ(vm.disks[2].device, "cdrom");
   EXPECT_EQ(vm.disks[2].target, "sda");
   EXPECT_TRUE(vm.disks[2].read_only);
-  ASSERT_EQ(vm.nics.size(), 2U);
+  ASSERT_EQ(vm.nics.size(), 4U);
   EXPECT_EQ(vm.nics[0].mac, "52:54:00:00:00:01");
   EXPECT_EQ(vm.nics[0].type, "network");
   EXPECT_EQ(vm.nics[0].source, "default");
   EXPECT_EQ(vm.nics[1].type, "bridge");
   EXPECT_EQ(vm.nics[1].source, "br0");
   EXPECT_EQ(vm.nics[1].model, "e1000");
+  EXPECT_EQ(vm.nics[2].type, "ethernet");
+  EXPECT_EQ(vm.nics[2].source, "tap-web1");
+  EXPECT_EQ(vm.nics[2].model, "ne2k_pci");
+  EXPECT_EQ(vm.nics[3].type, "ethernet");
+  EXPECT_EQ(vm.nics[3].source, "");  // the hypervisor names the tap
+  EXPECT_NE(xml.find("<target dev=\"tap-web1\"/>"), std::string::npos) << xml;
   EXPECT_NE(xml.find("<memory unit=\"KiB\">262144</memory>"), std::string::npos);
   EXPECT_NE(xml.find("<domain type=\"qemu\">"), std::string::npos);
   EXPECT_NE(xml.find("arch=\"x86_64\""), std::string::npos);

@@ -229,7 +229,13 @@ std::string domain_xml(const VmSpec& spec, const DomainFlavor& flavor) {
   }
   for (const NicSpec& n : spec.nics) {
     x += fmt::format("    <interface{}>\n", xattr("type", to_string(n.type)));
-    x += fmt::format("      <source{}/>\n", xattr(n.type == NicType::kBridge ? "bridge" : "network", n.source));
+    if (n.type == NicType::kEthernet) {
+      if (!n.source.empty()) {
+        x += fmt::format("      <target{}/>\n", xattr("dev", n.source));
+      }
+    } else {
+      x += fmt::format("      <source{}/>\n", xattr(n.type == NicType::kBridge ? "bridge" : "network", n.source));
+    }
     if (!n.mac.empty()) {
       x += fmt::format("      <mac{}/>\n", xattr("address", n.mac));
     }
@@ -266,7 +272,8 @@ Status parse_domain_xml(std::string_view xml, VmInfo& vm) {
     NicInfo n;
     n.type = attr(nic, "type");
     n.mac = attr(child(nic, "mac"), "address");
-    n.source = first_attr(child(nic, "source"), {"network", "bridge", "dev"});
+    n.source = n.type == "ethernet" ? attr(child(nic, "target"), "dev")
+                                    : first_attr(child(nic, "source"), {"network", "bridge", "dev"});
     n.model = attr(child(nic, "model"), "type");
     vm.nics.push_back(std::move(n));
   }

@@ -208,7 +208,9 @@ std::pair<VmEventKind, std::string_view> map_event(int event, int detail) {
 //   per-vCPU times, balloon.current (the VM's memory, also without a balloon driver),
 //   balloon.maximum and balloon.rss; balloon.available/unused only come from a guest
 //   balloon driver (none here, so memory_used_bytes is QEMU's resident set);
-//   block.count plus block.<n>.rd/wr.bytes/reqs per disk; net.count (0 without a NIC).
+//   block.count plus block.<n>.rd/wr.bytes/reqs per disk; net.count (0 without a NIC) and
+//   net.<n>.rx/tx.bytes per NIC, in the guest's direction (for an "ethernet" tap too: seen with
+//   frames sent each way, tests/qemu/monitoring_qemu_test.cpp).
 //   virNodeGetCPUStats: kernel, user, idle, iowait, moving.
 // * The test driver (test:///default and test:///PATH): it accepts all six stats groups
 //   but fills in only state.state and state.reason: no cpu, vcpu, balloon, block or net
