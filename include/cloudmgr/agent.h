@@ -9,6 +9,9 @@
 //                    restarts; entries past their deadline are dropped at start
 //   metrics.db       monitoring history (SQLite): raw ticks and rollups, bounded by the
 //                    retention (HistoryRetention), kept across restarts
+//   images/          the host's storage pool for templates (AgentOptions::image_dir):
+//                    base images, verified by SHA-256 when they arrive, and the VMs'
+//                    copy-on-write clones of them
 //
 // Monitoring: every sample_ms the agent reads its hypervisor's counters in one bulk call,
 // turns them into rates (docs/monitoring.md), publishes one HostSample (its VMs included)
@@ -38,6 +41,11 @@ struct AgentOptions {
   std::uint32_t sample_ms = 1000;   // monitoring tick; 0 turns monitoring off; else >= 100
   bool history = true;              // keep history in <state_dir>/metrics.db
   HistoryRetention retention;
+  // Templates: where base images and the VMs' clones live (a directory the hypervisor can
+  // read; QEMU runs as its own user), and the hypervisor storage pool over it. Empty =
+  // <state_dir>/images and "cloudmgr-<host id>".
+  std::string image_dir;
+  std::string storage_pool;
 };
 
 // Owns its hypervisor connection, its transport link and its threads. Thread-safe.

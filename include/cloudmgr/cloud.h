@@ -2,6 +2,7 @@
 // Manager, the Agent and the transports. Plain structs, copyable, not synchronized.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -13,6 +14,7 @@
 #include "cloudmgr/metrics.h"
 #include "cloudmgr/model.h"
 #include "cloudmgr/status.h"
+#include "cloudmgr/templates.h"
 
 namespace cloudmgr {
 
@@ -35,6 +37,44 @@ struct VmView {
 
   friend bool operator==(const VmView&, const VmView&) = default;
 };
+
+// A VM that uses a cached base image (its first disk is a copy-on-write clone of it).
+struct ImageUser {
+  std::string vm_uuid;
+  std::string vm_name;
+  std::string template_name;
+  std::uint32_t template_version = 0;
+
+  friend bool operator==(const ImageUser&, const ImageUser&) = default;
+};
+
+// A base image a host has cached, verified by its SHA-256 when it arrived.
+struct CachedImage {
+  ImageInfo info;
+  std::vector<ImageUser> users;  // sorted by VM name
+
+  friend bool operator==(const CachedImage&, const CachedImage&) = default;
+};
+
+// The base images one host has cached, as its agent publishes them.
+struct HostImages {
+  std::string host_id;
+  std::vector<CachedImage> images;  // sorted by SHA-256
+  std::int64_t updated_ns = 0;
+
+  friend bool operator==(const HostImages&, const HostImages&) = default;
+};
+
+// A piece of a base image in transit (see the "image.receive" verb).
+struct ImageChunk {
+  std::string transfer_id;
+  std::string sha256;
+  std::uint64_t offset_bytes = 0;
+  std::vector<std::uint8_t> data;  // at most kImageChunkBytes
+
+  friend bool operator==(const ImageChunk&, const ImageChunk&) = default;
+};
+inline constexpr std::size_t kImageChunkBytes = 60000;  // one UDP datagram with its headers
 
 // Where a command goes: one host, one group, or every host.
 struct Target {

@@ -79,6 +79,20 @@ class CLOUDMGR_API Hypervisor {
   Status revert_to_snapshot(const VmRef& vm, std::string_view snapshot);
   Status delete_snapshot(const VmRef& vm, std::string_view snapshot);
 
+  // Storage: directory pools and the volumes in them; see spi::HypervisorDriver::ensure_pool
+  // and what follows it for what each does. Pool and volume names are checked with
+  // validate_pool_name and validate_volume_name; paths must be absolute, without "." or ".."
+  // components or control characters; formats "qcow2" or "raw"; a spec as VolumeSpec says.
+  // Anything else is kInvalidArgument, and nothing is made.
+  Status ensure_pool(std::string_view name, std::string_view path);
+  Status refresh_pool(std::string_view name);
+  Status remove_pool(std::string_view name);
+  Result<VolumeInfo> create_volume(std::string_view pool, const VolumeSpec& spec);
+  Result<VolumeInfo> clone_volume(std::string_view pool, std::string_view name, std::string_view source_path);
+  Result<VolumeInfo> get_volume(std::string_view pool, std::string_view name);
+  Result<std::vector<VolumeInfo>> list_volumes(std::string_view pool);
+  Status delete_volume(std::string_view pool, std::string_view name);
+
   // Usage counters of the host and its active VMs, in one bulk read; see
   // spi::HypervisorDriver::read_counters. With HypervisorOptions::simulated_load the
   // counters come from a load model (HostCounters::simulated is set).

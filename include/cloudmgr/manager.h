@@ -20,8 +20,11 @@
 #include "cloudmgr/cloud.h"
 #include "cloudmgr/export.h"
 #include "cloudmgr/metrics.h"
+#include "cloudmgr/placement.h"
+#include "cloudmgr/spi/template_store.h"
 #include "cloudmgr/spi/transport.h"
 #include "cloudmgr/status.h"
+#include "cloudmgr/templates.h"
 
 namespace cloudmgr {
 
@@ -37,6 +40,9 @@ struct ManagerOptions {
   // whose agent died while no manager was watching. Hosts that left cleanly are dropped from
   // it. Empty: no inventory.
   std::string inventory_path;
+  // The template store's directory (created if missing; docs/templates.md). Empty: no
+  // store, and the template calls fail with kFailedPrecondition.
+  std::string template_dir;
 };
 
 // One host's part of a command's result.
@@ -102,6 +108,36 @@ class CLOUDMGR_API SampleSubscription {
   SampleSubscription() = default;
 };
 
+// What to provision: `count` VMs of one template, placed together by a policy.
+struct CreateVmsRequest {
+  std::string name;  // the VM's name; with count > 1 the VMs are <name>-1 ... <name>-<count>
+  TemplateRef template_ref;
+  std::optional<Target> where;  // one host or one group; nullopt = every online host
+  PlacementPolicy policy = PlacementPolicy::kPack;
+  std::uint32_t count = 1;
+  bool start = false;
+  Overcommit overcommit;
+  // The whole request, base image transfers included.
+  std::chrono::milliseconds timeout{600'000};
+  // Called with one line for each step (placement, transfers, provisioning), on the calling
+  // thread or a transport thread.
+  std::function<void(const std::string& step)> on_progress;
+};
+
+struct CreatedVm {
+  std::string host_id;
+  VmInfo vm;
+};
+
+struct CreateVmsResult {
+  TemplateInfo template_info;
+  std::vector<CreatedVm> vms;              // in the order of their names
+  std::vector<std::string> image_sent_to;  // hosts that did not have the base image cached
+  std::uint64_t image_bytes_sent = 0;      // data bytes sent to each of them (holes are not sent)
+  std::int64_t transfer_ns = 0;            // time spent sending the base image
+  std::int64_t provision_ns = 0;           // time spent cloning, defining (and starting) the VMs
+};
+
 // Thread-safe. Owns its transport participant.
 class CLOUDMGR_API Manager {
  public:
@@ -147,6 +183,33 @@ class CLOUDMGR_API Manager {
   // History kept by the target's hosts: one "monitor.history" command, one series per host in
   // each host's result (reply.history). query.since_ns 0 means an hour ago.
   Result<CommandResult> history(const Target& target, const HistoryQuery& query, const ExecuteOptions& options = {});
+
+  // ---- templates (docs/templates.md) ----
+  // The store's calls, as spi::TemplateStore documents them; kFailedPrecondition without a
+  // template_dir.
+  Result<TemplateInfo> import_template(const spi::ImportRequest& request);
+  Result<std::vector<TemplateInfo>> templates();
+  Result<std::vector<TemplateInfo>> template_versions(const std::string& name);
+  Result<TemplateInfo> get_template(const TemplateRef& ref);
+  Status verify_template(const TemplateRef& ref);
+  Result<std::vector<std::string>> export_template(const TemplateRef& ref, const std::string& dir);
+  Result<TemplateInfo> import_exported_template(const std::string& json_path, const std::string& name);
+  // Removes a template version (ref.version 0: every version). Refused with
+  // kFailedPrecondition, naming them, while VMs on online hosts are clones of it, unless
+  // `force` (the VMs keep running: their hosts keep the base image they use).
+  Status delete_template(const TemplateRef& ref, bool force);
+  // The base images each online host has cached, and the VMs that use them; sorted by host.
+  std::vector<HostImages> host_images() const;
+  // Provisions VMs from a template: places the batch (kResourceExhausted saying why nothing
+  // fits), sends the base image to the chosen hosts that lack it (verified by SHA-256 on
+  // both ends: kDataLoss when it does not match), and has each host clone it and define
+  // (and start) its VMs. All or nothing: when a host fails, the VMs already made are
+  // removed again. kNotFound for a missing template; kAlreadyExists for a name taken on any
+  // host. Nothing is sent before the request is checked.
+  Result<CreateVmsResult> create_vms(const CreateVmsRequest& request);
+  // Removes a VM and the disks provisioned for it ("vm.delete"; a base image stays).
+  Result<CommandResult> delete_vm(const std::string& host_id, const std::string& vm, bool force,
+                                  const ExecuteOptions& options = {});
 
   // Waits until at least `count` hosts are online. kDeadlineExceeded saying how many are.
   Status wait_for_hosts(std::size_t count, std::chrono::milliseconds timeout);

@@ -121,6 +121,17 @@ struct NicInfo {
   friend bool operator==(const NicInfo&, const NicInfo&) = default;
 };
 
+// Where a VM came from when it was provisioned from a template (empty otherwise). Kept with
+// the VM's definition on its hypervisor (libvirt: the domain's <metadata>).
+struct VmOrigin {
+  std::string template_name;
+  std::uint32_t template_version = 0;
+  std::string image_sha256;  // the base image its first disk is a copy-on-write clone of
+
+  bool empty() const noexcept { return template_name.empty() && image_sha256.empty(); }
+  friend bool operator==(const VmOrigin&, const VmOrigin&) = default;
+};
+
 struct VmInfo {
   std::string uuid;  // canonical lower-case 8-4-4-4-12 form
   std::string name;
@@ -138,6 +149,7 @@ struct VmInfo {
   std::string description;
   std::vector<DiskInfo> disks;
   std::vector<NicInfo> nics;
+  VmOrigin origin;
 
   friend bool operator==(const VmInfo&, const VmInfo&) = default;
 };
@@ -186,6 +198,7 @@ struct VmSpec {
   std::vector<NicSpec> nics;
   std::string description;  // free text, stored with the VM
   bool autostart = false;
+  VmOrigin origin;  // set by template provisioning
 
   friend bool operator==(const VmSpec&, const VmSpec&) = default;
 };
@@ -289,6 +302,11 @@ CLOUDMGR_API Status validate_uuid(std::string_view uuid);
 CLOUDMGR_API Status validate_mac(std::string_view mac);
 // Same alphabet as VM names, 1-64 characters.
 CLOUDMGR_API Status validate_snapshot_name(std::string_view name);
+// Storage volume names (a directory pool's file names): 1-255 characters of the same
+// alphabet, starting with a letter or digit, extension included ("web1-data0.qcow2").
+CLOUDMGR_API Status validate_volume_name(std::string_view name);
+// Storage pool names: the same rules as volume names.
+CLOUDMGR_API Status validate_pool_name(std::string_view name);
 // The whole spec: name, uuid, vcpus (1-4096), memory (16 MiB - 16 TiB, whole KiB), boot
 // devices, disks (absolute paths, formats, unique targets) and NICs (source names, MACs).
 CLOUDMGR_API Status validate_vm_spec(const VmSpec& spec);

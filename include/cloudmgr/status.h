@@ -14,6 +14,7 @@
 //   kResourceExhausted  out of memory, capacity or quota
 //   kAborted            the operation was cancelled or conflicted; retry at a higher level
 //   kInternal           a bug or an unexpected backend failure
+//   kDataLoss           data is corrupt or lost (an image whose SHA-256 does not match)
 #pragma once
 
 #include <cassert>
@@ -97,6 +98,7 @@ CLOUDMGR_API Status unimplemented_error(std::string message);
 CLOUDMGR_API Status resource_exhausted_error(std::string message);
 CLOUDMGR_API Status aborted_error(std::string message);
 CLOUDMGR_API Status internal_error(std::string message);
+CLOUDMGR_API Status data_loss_error(std::string message);
 
 // Either a value of type T or a non-OK Status.
 //

@@ -22,9 +22,12 @@
 #include "cloudmgr/verbs.h"
 #include "cloudmgr/version.h"
 #include "core/arguments.h"
+#include "core/image_cache.h"
 #include "core/journal.h"
+#include "core/provisioner.h"
 #include "core/rates.h"
 #include "core/status_macros.h"
+#include "core/template_json.h"
 
 namespace cloudmgr {
 
@@ -106,6 +109,12 @@ struct Agent::Impl {
   std::thread sampler;
   std::atomic<std::uint64_t> samples{0};
 
+  std::unique_ptr<ImageCache> images;
+  std::unique_ptr<Provisioner> provisioner;  // null when the hypervisor has no storage API
+  std::mutex images_mutex;
+  HostImages published_images;    // GUARDED_BY(images_mutex)
+  bool images_published = false;  // GUARDED_BY(images_mutex)
+
   std::atomic<std::uint64_t> executed{0};
   std::atomic<bool> abandoned{false};
 
@@ -140,21 +149,50 @@ struct Agent::Impl {
   // Re-reads every VM: publishes the changed ones, removes the vanished ones.
   Status sync_all() {
     CLOUDMGR_ASSIGN_OR_RETURN(auto vms, hv->list_vms());
-    const std::lock_guard lock(publish_mutex);
-    std::set<std::string> seen;
-    for (const auto& vm : vms) {
-      seen.insert(vm.uuid);
-      CLOUDMGR_RETURN_IF_ERROR(publish_vm_locked(vm));
-    }
-    for (auto it = published.begin(); it != published.end();) {
-      if (!seen.contains(it->first)) {
-        CLOUDMGR_RETURN_IF_ERROR(link->remove_vm(it->first));
-        it = published.erase(it);
-      } else {
-        ++it;
+    {
+      const std::lock_guard lock(publish_mutex);
+      std::set<std::string> seen;
+      for (const auto& vm : vms) {
+        seen.insert(vm.uuid);
+        CLOUDMGR_RETURN_IF_ERROR(publish_vm_locked(vm));
+      }
+      for (auto it = published.begin(); it != published.end();) {
+        if (!seen.contains(it->first)) {
+          CLOUDMGR_RETURN_IF_ERROR(link->remove_vm(it->first));
+          it = published.erase(it);
+        } else {
+          ++it;
+        }
       }
     }
+    return publish_images(vms);
+  }
+
+  // Publishes the cached images and their users when they changed.
+  Status publish_images(const std::vector<VmInfo>& vms) {
+    if (!provisioner) {
+      return {};
+    }
+    HostImages now = provisioner->images(vms, now_ns());
+    const std::lock_guard lock(images_mutex);
+    HostImages before = published_images;
+    before.updated_ns = now.updated_ns;
+    if (images_published && before == now) {
+      return {};
+    }
+    Status s = link->publish_images(now);
+    if (s.code() == StatusCode::kUnimplemented) {
+      return {};  // a transport without image lists: templates work, managers see no cache
+    }
+    CLOUDMGR_RETURN_IF_ERROR(s);
+    published_images = std::move(now);
+    images_published = true;
     return {};
+  }
+
+  Status publish_images() {
+    CLOUDMGR_ASSIGN_OR_RETURN(auto vms, hv->list_vms());
+    return publish_images(vms);
   }
 
   Status sync_vm(const std::string& uuid) {
@@ -473,6 +511,8 @@ struct Agent::Impl {
       s = hv->revert_to_snapshot(vm(), a.text_or("name", ""));
     } else if (v == "snapshot.delete") {
       s = hv->delete_snapshot(vm(), a.text_or("name", ""));
+    } else if (v.starts_with("image.") || v == "vm.instantiate" || v == "vm.delete") {
+      s = execute_template_verb(c, a, out);
     } else if (v == "monitor.history") {
       auto r = query_history(a);
       s = r.status();
@@ -493,6 +533,59 @@ struct Agent::Impl {
     }
     refresh_cv.notify_all();
     return out;
+  }
+
+  // image.* (base images arriving), vm.instantiate and vm.delete.
+  Status execute_template_verb(const Command& c, const ArgumentReader& a, CommandReply& out) {
+    const std::string& v = c.verb;
+    if (!provisioner) {
+      return unimplemented_error(fmt::format(
+          "host '{}' cannot provision from templates: its hypervisor driver has no storage API", host_id()));
+    }
+    Status s;
+    if (v == "image.receive") {
+      CLOUDMGR_ASSIGN_OR_RETURN(const ImageFormat format, parse_image_format(a.text_or("format", "")));
+      s = images->begin(a.text_or("transfer", ""),
+                        {.sha256 = a.text_or("sha256", ""),
+                         .format = format,
+                         .size_bytes = a.u64_or("size_bytes", 0),
+                         .virtual_size_bytes = a.u64_or("virtual_size_bytes", 0)},
+                        a.u64_or("data_bytes", 0));
+    } else if (v == "image.commit") {
+      auto info = images->commit(a.text_or("transfer", ""), c.deadline_ns);
+      s = info.status();
+      if (s.ok()) {
+        s = provisioner->prepare();  // the pool sees the new file
+      }
+    } else if (v == "image.abort") {
+      images->abort(a.text_or("transfer", ""));
+    } else if (v == "image.remove") {
+      const std::string sha = a.text_or("sha256", "");
+      CLOUDMGR_ASSIGN_OR_RETURN(auto vms, hv->list_vms());
+      const auto users =
+          std::count_if(vms.begin(), vms.end(), [&](const VmInfo& vm) { return vm.origin.image_sha256 == sha; });
+      s = users > 0 ? failed_precondition_error(
+                          fmt::format("image {} is used by {} VM(s) on host '{}'", sha, users, host_id()))
+                    : images->remove(sha);
+    } else if (v == "vm.instantiate") {
+      CLOUDMGR_ASSIGN_OR_RETURN(TemplateSpec spec, template_spec_from_json(a.text_or("spec", "")));
+      InstantiateRequest r{
+          .template_name = a.text_or("template", ""),
+          .template_version = static_cast<std::uint32_t>(std::min<std::uint64_t>(a.u64_or("version", 0), UINT32_MAX)),
+          .image_sha256 = a.text_or("sha256", ""),
+          .spec = std::move(spec),
+          .names = a.all("name"),
+          .start = a.boolean_or("start", false)};
+      auto vms = provisioner->instantiate(r);
+      s = vms.status();
+      if (vms.ok()) {
+        out.vms = std::move(*vms);
+      }
+    } else if (v == "vm.delete") {
+      s = provisioner->remove_vm(VmRef::parse(a.text_or("vm", "")), a.boolean_or("force", false));
+    }
+    (void)publish_images();
+    return s;
   }
 
   void stop() {
@@ -588,11 +681,27 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
                                                                   .host_id = a.host_id(),
                                                                   .retention = a.options.retention}));
   }
+  if (a.options.image_dir.empty()) {
+    a.options.image_dir = a.options.state_dir + "/images";
+  }
+  if (a.options.storage_pool.empty()) {
+    a.options.storage_pool = "cloudmgr-" + a.host_id();
+  }
+  CLOUDMGR_ASSIGN_OR_RETURN(a.images, ImageCache::open(a.options.image_dir, a.host_id()));
+  a.provisioner = std::make_unique<Provisioner>(*a.hv, *a.images, a.options.storage_pool, a.host_id());
+  if (Status s = a.provisioner->prepare(); !s.ok()) {
+    if (s.code() != StatusCode::kUnimplemented) {
+      return s.with_context(fmt::format("storage pool '{}' at '{}'", a.options.storage_pool, a.options.image_dir));
+    }
+    a.provisioner.reset();  // a driver without storage: everything but templates works
+  }
   CLOUDMGR_ASSIGN_OR_RETURN(a.transport, spi::open_transport(a.options.transport));
   Impl* self = impl.get();
   CLOUDMGR_ASSIGN_OR_RETURN(
       a.link,
-      a.transport->open_agent(a.host_id(), a.groups, {.on_command = [self](const Command& c) { self->enqueue(c); }}));
+      a.transport->open_agent(a.host_id(), a.groups,
+                              {.on_command = [self](const Command& c) { self->enqueue(c); },
+                               .on_chunk = [self](const ImageChunk& chunk) { self->images->on_chunk(chunk); }}));
   // From here on, a failure stops what started (callbacks may already be running).
   Status started = [&]() -> Status {
     auto sub = a.hv->subscribe_lifecycle([self](const VmEvent& e) { self->on_event(e); });

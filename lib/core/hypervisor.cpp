@@ -1,6 +1,8 @@
 // cloudmgr::Hypervisor: checks arguments, then dispatches to the driver.
 #include "cloudmgr/hypervisor.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "cloudmgr/cloud.h"
@@ -26,7 +28,110 @@ Status check_ref(const VmRef& vm) {
 // Host ids become DDS partition names and file names: see validate_host_id.
 Status check_host_id(std::string_view id) { return id.empty() ? Status() : validate_host_id(id); }
 
+// A path as it may appear in a message: checked for control characters first, cut short.
+std::string shown(std::string_view path) {
+  return path.size() > 120 ? fmt::format("'{}...'", path.substr(0, 120)) : fmt::format("'{}'", path);
+}
+
+// An absolute host path, written plainly: no "." or ".." components (which could lead out of
+// a pool's directory), no control characters. "//" and a trailing '/' are harmless.
+Status check_path(std::string_view what, std::string_view path) {
+  constexpr std::size_t kPathMax = 4095;
+  if (path.empty()) {
+    return invalid_argument_error(fmt::format("{} is empty", what));
+  }
+  if (std::any_of(path.begin(), path.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; })) {
+    return invalid_argument_error(fmt::format("{} contains a control character", what));
+  }
+  if (path.size() > kPathMax) {
+    return invalid_argument_error(
+        fmt::format("{} is {} characters long; at most {} are allowed", what, path.size(), kPathMax));
+  }
+  if (path.front() != '/') {
+    return invalid_argument_error(fmt::format("{} {} is not an absolute path", what, shown(path)));
+  }
+  std::size_t start = 0;
+  while (start < path.size()) {
+    std::size_t end = path.find('/', start);
+    if (end == std::string_view::npos) {
+      end = path.size();
+    }
+    const std::string_view part = path.substr(start, end - start);
+    if (part == "." || part == "..") {
+      return invalid_argument_error(fmt::format("{} {} has a '{}' component", what, shown(path), part));
+    }
+    start = end + 1;
+  }
+  return {};
+}
+
+Status check_format(std::string_view what, std::string_view format) {
+  if (format != "qcow2" && format != "raw") {
+    return invalid_argument_error(
+        fmt::format("{} '{}' is not supported; use \"qcow2\" or \"raw\"", what, format.substr(0, 40)));
+  }
+  return {};
+}
+
+Status check_volume_spec(const VolumeSpec& spec) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_volume_name(spec.name));
+  CLOUDMGR_RETURN_IF_ERROR(check_format("volume format", spec.format));
+  if (spec.backing_path.empty()) {
+    if (!spec.backing_format.empty()) {
+      return invalid_argument_error("backing_format is set but backing_path is empty");
+    }
+    if (spec.capacity_bytes == 0) {
+      return invalid_argument_error(
+          fmt::format("capacity_bytes of volume '{}' is 0; a volume without a backing file needs a size", spec.name));
+    }
+    return {};
+  }
+  CLOUDMGR_RETURN_IF_ERROR(check_path("backing_path", spec.backing_path));
+  if (spec.backing_format.empty()) {
+    return invalid_argument_error(
+        "backing_format is empty; give the backing file's format, \"qcow2\" or \"raw\" (it is never probed)");
+  }
+  CLOUDMGR_RETURN_IF_ERROR(check_format("backing_format", spec.backing_format));
+  if (spec.format != "qcow2") {
+    return invalid_argument_error(
+        fmt::format("volume '{}' is {}; only a qcow2 volume can have a backing file", spec.name, spec.format));
+  }
+  return {};
+}
+
 }  // namespace
+
+// Defaults of the storage verbs of spi::HypervisorDriver (its other defaults are in
+// driver_registry.cpp): a driver without storage says so.
+namespace spi {
+
+Status HypervisorDriver::ensure_pool(std::string_view /*name*/, std::string_view /*path*/) {
+  return unimplemented_error(fmt::format("driver for '{}' does not manage storage pools", uri()));
+}
+Status HypervisorDriver::refresh_pool(std::string_view /*name*/) {
+  return unimplemented_error(fmt::format("driver for '{}' does not manage storage pools", uri()));
+}
+Status HypervisorDriver::remove_pool(std::string_view /*name*/) {
+  return unimplemented_error(fmt::format("driver for '{}' does not manage storage pools", uri()));
+}
+Result<VolumeInfo> HypervisorDriver::create_volume(std::string_view /*pool*/, const VolumeSpec& /*spec*/) {
+  return unimplemented_error(fmt::format("driver for '{}' does not manage storage volumes", uri()));
+}
+Result<VolumeInfo> HypervisorDriver::clone_volume(std::string_view /*pool*/, std::string_view /*name*/,
+                                                  std::string_view /*source_path*/) {
+  return unimplemented_error(fmt::format("driver for '{}' does not manage storage volumes", uri()));
+}
+Result<VolumeInfo> HypervisorDriver::get_volume(std::string_view /*pool*/, std::string_view /*name*/) {
+  return unimplemented_error(fmt::format("driver for '{}' does not manage storage volumes", uri()));
+}
+Result<std::vector<VolumeInfo>> HypervisorDriver::list_volumes(std::string_view /*pool*/) {
+  return unimplemented_error(fmt::format("driver for '{}' does not manage storage volumes", uri()));
+}
+Status HypervisorDriver::delete_volume(std::string_view /*pool*/, std::string_view /*name*/) {
+  return unimplemented_error(fmt::format("driver for '{}' does not manage storage volumes", uri()));
+}
+
+}  // namespace spi
 
 Hypervisor::Hypervisor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Hypervisor::~Hypervisor() = default;
@@ -169,6 +274,56 @@ Status Hypervisor::delete_snapshot(const VmRef& vm, std::string_view snapshot) {
   CLOUDMGR_RETURN_IF_ERROR(check_ref(vm));
   CLOUDMGR_RETURN_IF_ERROR(validate_snapshot_name(snapshot));
   return impl_->driver->delete_snapshot(vm, snapshot);
+}
+
+Status Hypervisor::ensure_pool(std::string_view name, std::string_view path) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_pool_name(name));
+  CLOUDMGR_RETURN_IF_ERROR(check_path("pool path", path));
+  if (path.find_first_not_of('/') == std::string_view::npos) {
+    return invalid_argument_error("pool path '/' is the root directory; give a directory of its own");
+  }
+  return impl_->driver->ensure_pool(name, path);
+}
+
+Status Hypervisor::refresh_pool(std::string_view name) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_pool_name(name));
+  return impl_->driver->refresh_pool(name);
+}
+
+Status Hypervisor::remove_pool(std::string_view name) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_pool_name(name));
+  return impl_->driver->remove_pool(name);
+}
+
+Result<VolumeInfo> Hypervisor::create_volume(std::string_view pool, const VolumeSpec& spec) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_pool_name(pool));
+  CLOUDMGR_RETURN_IF_ERROR(check_volume_spec(spec));
+  return impl_->driver->create_volume(pool, spec);
+}
+
+Result<VolumeInfo> Hypervisor::clone_volume(std::string_view pool, std::string_view name,
+                                            std::string_view source_path) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_pool_name(pool));
+  CLOUDMGR_RETURN_IF_ERROR(validate_volume_name(name));
+  CLOUDMGR_RETURN_IF_ERROR(check_path("source_path", source_path));
+  return impl_->driver->clone_volume(pool, name, source_path);
+}
+
+Result<VolumeInfo> Hypervisor::get_volume(std::string_view pool, std::string_view name) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_pool_name(pool));
+  CLOUDMGR_RETURN_IF_ERROR(validate_volume_name(name));
+  return impl_->driver->get_volume(pool, name);
+}
+
+Result<std::vector<VolumeInfo>> Hypervisor::list_volumes(std::string_view pool) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_pool_name(pool));
+  return impl_->driver->list_volumes(pool);
+}
+
+Status Hypervisor::delete_volume(std::string_view pool, std::string_view name) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_pool_name(pool));
+  CLOUDMGR_RETURN_IF_ERROR(validate_volume_name(name));
+  return impl_->driver->delete_volume(pool, name);
 }
 
 Result<HostCounters> Hypervisor::read_counters() {

@@ -21,6 +21,7 @@
 
 #include "cloudmgr/verbs.h"
 #include "core/journal.h"
+#include "core/provisioning.h"
 #include "core/status_macros.h"
 
 namespace cloudmgr {
@@ -106,11 +107,40 @@ struct Manager::Impl {
   std::map<std::string, HostEntry> hosts;                      // GUARDED_BY(mutex)
   std::map<std::pair<std::string, std::string>, VmView> vms;   // GUARDED_BY(mutex)
   std::map<std::string, HostSample> samples;                   // GUARDED_BY(mutex): latest per online host
+  std::map<std::string, HostImages> images;                    // GUARDED_BY(mutex): per online host
   std::map<std::uint64_t, std::shared_ptr<SampleSink>> sinks;  // GUARDED_BY(mutex)
   std::uint64_t next_sink = 0;                                 // GUARDED_BY(mutex)
   std::map<std::string, std::shared_ptr<Pending>> pending;     // GUARDED_BY(mutex)
   bool closing = false;                                        // GUARDED_BY(mutex)
   std::uint64_t version = 0;                                   // GUARDED_BY(mutex): bumped on every change of the view
+
+  std::mutex store_mutex;
+  std::unique_ptr<spi::TemplateStore> store;  // GUARDED_BY(store_mutex): opened on first use
+
+  // The template store, opened on first use (a manager that never touches templates never
+  // creates its directory).
+  Result<spi::TemplateStore*> template_store() {
+    const std::lock_guard lock(store_mutex);
+    if (!store) {
+      if (options.template_dir.empty()) {
+        return failed_precondition_error("this manager has no template store (ManagerOptions::template_dir)");
+      }
+      CLOUDMGR_ASSIGN_OR_RETURN(store, spi::open_template_store(options.template_dir));
+    }
+    return store.get();
+  }
+
+  // Kept even before the host's record arrives (topics are not ordered with each other);
+  // host_images() shows online hosts' only.
+  void on_images(const HostImages& i) {
+    {
+      const std::lock_guard lock(mutex);
+      images[i.host_id] = i;
+      ++version;
+      ++version;
+    }
+    changed.notify_all();
+  }
 
   std::deque<std::pair<Command, std::vector<std::string>>> outbox;  // GUARDED_BY(mutex)
   std::condition_variable outbox_cv;
@@ -183,6 +213,7 @@ struct Manager::Impl {
         it->second.offline_since_ns = now_ns();
       }
       samples.erase(id);
+      images.erase(id);
       std::erase_if(vms, [&](const auto& kv) { return kv.first.first == id; });
       ++version;
       ++version;
@@ -551,6 +582,7 @@ Result<std::unique_ptr<Manager>> Manager::open(ManagerOptions options) {
   if (impl->options.samples) {
     cb.on_sample = [self](const HostSample& s) { self->on_sample(s); };
   }
+  cb.on_images = [self](const HostImages& i) { self->on_images(i); };
   CLOUDMGR_ASSIGN_OR_RETURN(impl->link, impl->transport->open_manager(impl->options.name, std::move(cb)));
   try {
     for (int i = 0; i < 4; ++i) {
@@ -600,6 +632,17 @@ std::vector<VmView> Manager::vms(const std::optional<std::string>& host_id,
       }
     }
     out.push_back(v);
+    // VmStatus (a fixed wire type) has no origin: the host's HostImages tells it.
+    VmOrigin& origin = out.back().vm.origin;
+    if (auto i = impl_->images.find(v.host_id); origin.empty() && i != impl_->images.end()) {
+      for (const CachedImage& c : i->second.images) {
+        for (const ImageUser& u : c.users) {
+          if (u.vm_uuid == v.vm.uuid) {
+            origin = {u.template_name, u.template_version, c.info.sha256};
+          }
+        }
+      }
+    }
   }
   std::sort(out.begin(), out.end(), [](const VmView& a, const VmView& b) {
     return std::tie(a.host_id, a.vm.name) < std::tie(b.host_id, b.vm.name);
@@ -755,6 +798,101 @@ Result<CommandResult> Manager::history(const Target& target, const HistoryQuery&
   }
   args.emplace_back("max_points", std::to_string(query.max_points));
   return execute(target, "monitor.history", args, options);
+}
+
+// ---- templates --------------------------------------------------------------------------
+
+Result<TemplateInfo> Manager::import_template(const spi::ImportRequest& request) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  return store->import(request);
+}
+
+Result<std::vector<TemplateInfo>> Manager::templates() {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  return store->list();
+}
+
+Result<std::vector<TemplateInfo>> Manager::template_versions(const std::string& name) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  return store->versions(name);
+}
+
+Result<TemplateInfo> Manager::get_template(const TemplateRef& ref) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  return store->get(ref);
+}
+
+Status Manager::verify_template(const TemplateRef& ref) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  return store->verify(ref);
+}
+
+Result<std::vector<std::string>> Manager::export_template(const TemplateRef& ref, const std::string& dir) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  return store->export_to(ref, dir);
+}
+
+Result<TemplateInfo> Manager::import_exported_template(const std::string& json_path, const std::string& name) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  return store->import_export(json_path, name);
+}
+
+std::vector<HostImages> Manager::host_images() const {
+  const std::lock_guard lock(impl_->mutex);
+  std::vector<HostImages> out;
+  for (const auto& [id, i] : impl_->images) {
+    if (auto h = impl_->hosts.find(id); h != impl_->hosts.end() && h->second.online()) {
+      out.push_back(i);
+    }
+  }
+  return out;
+}
+
+Status Manager::delete_template(const TemplateRef& ref, bool force) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  CLOUDMGR_RETURN_IF_ERROR(store->get(ref).status());  // kNotFound naming it
+  if (!force) {
+    std::vector<std::string> users;
+    for (const HostImages& h : host_images()) {
+      for (const CachedImage& c : h.images) {
+        for (const ImageUser& u : c.users) {
+          if (u.template_name == ref.name && (ref.version == 0 || u.template_version == ref.version)) {
+            users.push_back(fmt::format("{}/{} ({}:{})", h.host_id, u.vm_name, u.template_name, u.template_version));
+          }
+        }
+      }
+    }
+    if (!users.empty()) {
+      std::string list;
+      for (std::size_t i = 0; i < users.size() && i < 5; ++i) {
+        list += (i > 0 ? ", " : "") + users[i];
+      }
+      if (users.size() > 5) {
+        list += fmt::format(" and {} more", users.size() - 5);
+      }
+      return failed_precondition_error(fmt::format("template {} is used by {} VM(s): {}; delete them first, or force",
+                                                   ref.to_string(), users.size(), list));
+    }
+  }
+  return store->remove(ref);
+}
+
+Result<CreateVmsResult> Manager::create_vms(const CreateVmsRequest& request) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  Impl* self = impl_.get();
+  const ChunkSender send = [self](const ImageChunk& chunk, const std::vector<std::string>& to, std::int64_t deadline) {
+    return self->link->send_chunk(chunk, to, deadline);
+  };
+  return provision_vms(*this, *store, send, request);
+}
+
+Result<CommandResult> Manager::delete_vm(const std::string& host_id, const std::string& vm, bool force,
+                                         const ExecuteOptions& options) {
+  Arguments args{{"vm", vm}};
+  if (force) {
+    args.emplace_back("force", "true");
+  }
+  return execute(Target::host(host_id), "vm.delete", args, options);
 }
 
 void Manager::execute_async(const Target& target, const std::string& verb, const Arguments& arguments,

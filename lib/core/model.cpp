@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "cloudmgr/model.h"
+#include "core/text.h"
 
 namespace cloudmgr {
 namespace {
@@ -12,39 +13,21 @@ namespace {
 bool is_alnum(char c) noexcept { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
 bool is_hex(char c) noexcept { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
-// Quotes a user-supplied string for an error message, with control characters escaped,
-// so a bad name cannot garble a log line.
-std::string quoted(std::string_view text) {
-  std::string out = "'";
-  for (const char c : text.substr(0, 80)) {
-    const auto u = static_cast<unsigned char>(c);
-    if (u < 0x20 || u == 0x7f) {
-      out += fmt::format("\\x{:02x}", u);
-    } else {
-      out += c;
-    }
-  }
-  if (text.size() > 80) {
-    out += "...";
-  }
-  return out + "'";
-}
-
-Status validate_identifier(std::string_view what, std::string_view name) {
+Status validate_identifier(std::string_view what, std::string_view name, std::size_t max_length = 64) {
   if (name.empty()) {
     return invalid_argument_error(fmt::format("{} is empty", what));
   }
-  if (name.size() > 64) {
-    return invalid_argument_error(
-        fmt::format("{} {} is {} characters long; at most 64 are allowed", what, quoted(name), name.size()));
+  if (name.size() > max_length) {
+    return invalid_argument_error(fmt::format("{} {} is {} characters long; at most {} are allowed", what,
+                                              quote_input(name), name.size(), max_length));
   }
   if (!is_alnum(name.front())) {
-    return invalid_argument_error(fmt::format("{} {} must start with a letter or digit", what, quoted(name)));
+    return invalid_argument_error(fmt::format("{} {} must start with a letter or digit", what, quote_input(name)));
   }
   for (const char c : name) {
     if (!is_alnum(c) && c != '.' && c != '_' && c != '-') {
       return invalid_argument_error(fmt::format("{} {} contains {}; only letters, digits, '.', '_' and '-' are allowed",
-                                                what, quoted(name), quoted(std::string_view(&c, 1))));
+                                                what, quote_input(name), quote_input(std::string_view(&c, 1))));
     }
   }
   return {};
@@ -60,7 +43,7 @@ Status validate_nic_source(std::size_t index, const NicSpec& nic) {
     }
     if (nic.type == NicType::kEthernet && nic.source.size() > 15) {
       return invalid_argument_error(fmt::format("{} {} is {} characters long; a host interface name has at most 15",
-                                                what, quoted(nic.source), nic.source.size()));
+                                                what, quote_input(nic.source), nic.source.size()));
     }
   }
   if (!nic.mac.empty()) {
@@ -74,7 +57,7 @@ Status validate_nic_source(std::size_t index, const NicSpec& nic) {
   for (const char c : nic.model) {
     if (!is_alnum(c) && c != '-' && c != '_') {
       return invalid_argument_error(
-          fmt::format("nics[{}].model {} is not a device model name", index, quoted(nic.model)));
+          fmt::format("nics[{}].model {} is not a device model name", index, quote_input(nic.model)));
     }
   }
   return {};
@@ -102,7 +85,7 @@ Status validate_disk(std::size_t index, const DiskSpec& disk) {
   } else {
     if (disk.source_path.front() != '/') {
       return invalid_argument_error(
-          fmt::format("{}.source_path {} is not an absolute path", field, quoted(disk.source_path)));
+          fmt::format("{}.source_path {} is not an absolute path", field, quote_input(disk.source_path)));
     }
     if (disk.source_path.find('\0') != std::string::npos ||
         std::any_of(disk.source_path.begin(), disk.source_path.end(),
@@ -112,7 +95,7 @@ Status validate_disk(std::size_t index, const DiskSpec& disk) {
   }
   if (disk.format != "qcow2" && disk.format != "raw") {
     return invalid_argument_error(
-        fmt::format("{}.format {} is not supported; use \"qcow2\" or \"raw\"", field, quoted(disk.format)));
+        fmt::format("{}.format {} is not supported; use \"qcow2\" or \"raw\"", field, quote_input(disk.format)));
   }
   if (!disk.target.empty()) {
     const std::string_view prefix = bus_prefix(disk.bus);
@@ -121,7 +104,7 @@ Status validate_disk(std::size_t index, const DiskSpec& disk) {
                             std::all_of(target.begin() + 2, target.end(), [](char c) { return c >= 'a' && c <= 'z'; });
     if (!target.starts_with(prefix) || !letters_ok) {
       return invalid_argument_error(fmt::format("{}.target {} is not a {} device name like \"{}a\"", field,
-                                                quoted(disk.target), to_string(disk.bus), prefix));
+                                                quote_input(disk.target), to_string(disk.bus), prefix));
     }
   }
   return {};
@@ -237,6 +220,11 @@ Status validate_vm_name(std::string_view name) { return validate_identifier("VM 
 
 Status validate_snapshot_name(std::string_view name) { return validate_identifier("snapshot name", name); }
 
+// 255: the longest file name Linux file systems take (NAME_MAX).
+Status validate_volume_name(std::string_view name) { return validate_identifier("volume name", name, 255); }
+
+Status validate_pool_name(std::string_view name) { return validate_identifier("pool name", name, 255); }
+
 Status validate_uuid(std::string_view uuid) {
   constexpr std::array<std::size_t, 4> kDashes = {8, 13, 18, 23};
   bool ok = uuid.size() == 36;
@@ -246,7 +234,7 @@ Status validate_uuid(std::string_view uuid) {
   }
   if (!ok) {
     return invalid_argument_error(
-        fmt::format("uuid {} is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", quoted(uuid)));
+        fmt::format("uuid {} is not of the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", quote_input(uuid)));
   }
   return {};
 }
@@ -257,11 +245,11 @@ Status validate_mac(std::string_view mac) {
     ok = (i % 3 == 2) ? mac[i] == ':' : is_hex(mac[i]);
   }
   if (!ok) {
-    return invalid_argument_error(fmt::format("MAC address {} is not of the form 52:54:00:xx:xx:xx", quoted(mac)));
+    return invalid_argument_error(fmt::format("MAC address {} is not of the form 52:54:00:xx:xx:xx", quote_input(mac)));
   }
   const auto first = std::stoul(std::string(mac.substr(0, 2)), nullptr, 16);
   if ((first & 1U) != 0) {
-    return invalid_argument_error(fmt::format("MAC address {} is a multicast address", quoted(mac)));
+    return invalid_argument_error(fmt::format("MAC address {} is a multicast address", quote_input(mac)));
   }
   return {};
 }
@@ -292,7 +280,7 @@ Status validate_vm_spec(const VmSpec& spec) {
     for (const char c : part) {
       if (!is_alnum(c) && c != '-' && c != '_' && c != '.') {
         return invalid_argument_error(
-            fmt::format("arch/machine {} contains {}", quoted(part), quoted(std::string_view(&c, 1))));
+            fmt::format("arch/machine {} contains {}", quote_input(part), quote_input(std::string_view(&c, 1))));
       }
     }
   }
@@ -302,7 +290,7 @@ Status validate_vm_spec(const VmSpec& spec) {
   for (const std::string& dev : spec.boot_devices) {
     if (dev != "hd" && dev != "cdrom" && dev != "network" && dev != "fd") {
       return invalid_argument_error(
-          fmt::format("boot device {} is not one of \"hd\", \"cdrom\", \"network\", \"fd\"", quoted(dev)));
+          fmt::format("boot device {} is not one of \"hd\", \"cdrom\", \"network\", \"fd\"", quote_input(dev)));
     }
   }
   std::set<std::string> targets;
@@ -312,7 +300,7 @@ Status validate_vm_spec(const VmSpec& spec) {
     }
     if (!spec.disks[i].target.empty() && !targets.insert(spec.disks[i].target).second) {
       return invalid_argument_error(
-          fmt::format("disks[{}].target {} is used by another disk", i, quoted(spec.disks[i].target)));
+          fmt::format("disks[{}].target {} is used by another disk", i, quote_input(spec.disks[i].target)));
     }
   }
   std::set<std::string> macs;
@@ -324,7 +312,7 @@ Status validate_vm_spec(const VmSpec& spec) {
       std::string mac = spec.nics[i].mac;
       std::transform(mac.begin(), mac.end(), mac.begin(), [](char c) { return static_cast<char>(std::tolower(c)); });
       if (!macs.insert(mac).second) {
-        return invalid_argument_error(fmt::format("nics[{}].mac {} is used by another NIC", i, quoted(mac)));
+        return invalid_argument_error(fmt::format("nics[{}].mac {} is used by another NIC", i, quote_input(mac)));
       }
     }
   }

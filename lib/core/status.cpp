@@ -69,5 +69,6 @@ Status unimplemented_error(std::string message) { return {StatusCode::kUnimpleme
 Status resource_exhausted_error(std::string message) { return {StatusCode::kResourceExhausted, std::move(message)}; }
 Status aborted_error(std::string message) { return {StatusCode::kAborted, std::move(message)}; }
 Status internal_error(std::string message) { return {StatusCode::kInternal, std::move(message)}; }
+Status data_loss_error(std::string message) { return {StatusCode::kDataLoss, std::move(message)}; }
 
 }  // namespace cloudmgr

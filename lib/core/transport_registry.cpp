@@ -63,7 +63,17 @@ AgentLink::~AgentLink() = default;
 Status AgentLink::publish_sample(const HostSample& /*sample*/) {
   return unimplemented_error("this transport does not carry monitoring samples");
 }
+Status AgentLink::publish_images(const HostImages& /*images*/) {
+  return unimplemented_error("this transport does not carry image lists");
+}
+Status AgentLink::send_chunk(const ImageChunk& /*chunk*/, std::int64_t /*deadline_ns*/) {
+  return unimplemented_error("this transport does not carry images");
+}
 ManagerLink::~ManagerLink() = default;
+Status ManagerLink::send_chunk(const ImageChunk& /*chunk*/, const std::vector<std::string>& /*hosts*/,
+                               std::int64_t /*deadline_ns*/) {
+  return unimplemented_error("this transport does not carry images");
+}
 Transport::~Transport() = default;
 
 Status register_transport(std::string kind, TransportFactory factory) {

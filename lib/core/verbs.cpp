@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudmgr/templates.h"
 #include "core/arguments.h"
 
 namespace cloudmgr {
@@ -40,6 +41,20 @@ const std::vector<VerbSpec>& verbs() {
        {"since_ns"},
        {"vm", "until_ns", "step_ns", "max_points"},
        {}},
+      {"image.receive",
+       "prepare to receive a base image (ALREADY_EXISTS: it is cached)",
+       {"transfer", "sha256", "format", "size_bytes", "virtual_size_bytes", "data_bytes"},
+       {},
+       {}},
+      {"image.commit", "verify a received base image and cache it", {"transfer"}, {}, {}},
+      {"image.abort", "drop a transfer under way", {"transfer"}, {}, {}},
+      {"image.remove", "remove a cached base image that no VM uses", {"sha256"}, {}, {}},
+      {"vm.instantiate",
+       "define VMs from a template: copy-on-write clones of its cached base image",
+       {"template", "version", "sha256", "spec", "name"},
+       {"start"},
+       {"name"}},
+      {"vm.delete", "remove a VM with the disks provisioned for it", {"vm"}, {"force"}, {}},
   };
   return table;
 }
@@ -73,11 +88,24 @@ Status check_value(std::string_view verb, const std::string& name, const std::st
     return validate_group_name(value).with_context(std::string(verb));
   }
   if (name == "timeout_ms" || name == "memory_bytes" || name == "vcpus" || name == "since_ns" || name == "until_ns" ||
-      name == "step_ns" || name == "max_points") {
+      name == "step_ns" || name == "max_points" || name == "size_bytes" || name == "virtual_size_bytes" ||
+      name == "data_bytes" || name == "version") {
     return r.u64(name).status();
   }
-  if (name == "force" || name == "enabled" || name == "autostart") {
+  if (name == "force" || name == "enabled" || name == "autostart" || name == "start") {
     return r.boolean(name).status();
+  }
+  if (name == "sha256") {
+    return validate_sha256(value).with_context(std::string(verb));
+  }
+  if (name == "transfer") {
+    return validate_uuid(value).with_context(fmt::format("{}: transfer", verb));
+  }
+  if (name == "format") {
+    return parse_image_format(value).status().with_context(std::string(verb));
+  }
+  if (name == "template") {
+    return validate_template_name(value).with_context(std::string(verb));
   }
   if (name == "uuid") {
     return validate_uuid(value).with_context(std::string(verb));

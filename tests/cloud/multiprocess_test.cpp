@@ -9,7 +9,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -41,6 +44,7 @@ std::uint32_t domain_for_this_test() {
       {"BadInputIsRefusedAndChangesNothing", 155},
       {"SamplesAndHistoryCrossProcesses", 156},
       {"SlowSamplingIsNotTakenForADeadAgent", 157},
+      {"TemplatesProvisionAcrossProcesses", 158},
   };
   const auto it = kDomains.find(::testing::UnitTest::GetInstance()->current_test_info()->name());
   return it != kDomains.end() ? it->second : 199;
@@ -152,7 +156,7 @@ class MultiProcess : public ::testing::Test {
 
   Manager& manager() {
     if (!manager_) {
-      auto m = Manager::open({.transport = transport(), .name = "mp-test"});
+      auto m = Manager::open({.transport = transport(), .name = "mp-test", .template_dir = (root_ / "store").string()});
       EXPECT_TRUE(m.ok()) << m.status();
       manager_ = std::move(*m);
     }
@@ -469,6 +473,98 @@ TEST_F(MultiProcess, SlowSamplingIsNotTakenForADeadAgent) {
   EXPECT_LE((*agent)->samples_published(), 2U);
   agent->reset();
   EXPECT_TRUE(spi::unregister_hypervisor_driver("slow-counters").ok());
+}
+
+}  // namespace
+}  // namespace cloudmgr
+
+namespace cloudmgr {
+namespace {
+
+// Templates over Fast DDS: the base image crosses to two agent processes as ImageChunk
+// samples (only its data extents), each agent verifies its SHA-256 and clones it; the
+// manager sees the clones as users of each host's cached image.
+TEST_F(MultiProcess, TemplatesProvisionAcrossProcesses) {
+  start_agent("node1", {"web"});
+  start_agent("node2", {"web"});
+  ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(15000)).ok());
+
+  // 64 MiB raw: 5 MiB of pseudo-random data at the start, 2 MiB at 40 MiB, holes elsewhere.
+  fs::create_directories(root_);
+  const fs::path image = root_ / "base.img";
+  {
+    std::ofstream out(image, std::ios::binary);
+    std::vector<char> data(7U << 20U);
+    std::uint64_t x = 88172645463325252ULL;
+    for (auto& c : data) {
+      x ^= x << 13U;
+      x ^= x >> 7U;
+      x ^= x << 17U;
+      c = static_cast<char>(x);
+    }
+    out.write(data.data(), 5 << 20);
+    out.seekp(40 << 20);
+    out.write(data.data() + (5 << 20), 2 << 20);
+  }
+  fs::resize_file(image, 64U << 20U);
+  auto t = manager().import_template(
+      {.name = "web", .spec = {.vcpus = 1, .memory_bytes = 512 * kMiB}, .image_path = image.string()});
+  ASSERT_TRUE(t.ok()) << t.status();
+
+  auto r = manager().create_vms({.name = "w",
+                                 .template_ref = {"web", 0},
+                                 .where = Target::group("web"),
+                                 .policy = PlacementPolicy::kSpread,
+                                 .count = 2,
+                                 .start = true,
+                                 .timeout = milliseconds(60'000)});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->vms.size(), 2U);
+  EXPECT_NE(r->vms[0].host_id, r->vms[1].host_id);
+  EXPECT_EQ(r->image_sent_to, (std::vector<std::string>{"node1", "node2"}));
+  EXPECT_EQ(r->image_bytes_sent, 7U << 20U);
+  std::printf(
+      "base image (64 MiB, 7 MiB of data) to 2 agents over DDS: %.0f ms; cloning + defining + starting: %.0f ms\n",
+      static_cast<double>(r->transfer_ns) / 1e6, static_cast<double>(r->provision_ns) / 1e6);
+
+  for (const char* host : {"node1", "node2"}) {
+    const fs::path base = root_ / host / "images" / ("base-" + t->image.sha256 + ".raw");
+    ASSERT_TRUE(fs::exists(base)) << base;
+    EXPECT_EQ(fs::file_size(base), 64U << 20U);
+    // The agent verified it; check again from here, with the system's own tool.
+    const std::string cmd = "sha256sum '" + base.string() + "'";
+    FILE* p = popen(cmd.c_str(), "r");  // NOLINT(cert-env33-c): test check
+    ASSERT_NE(p, nullptr);
+    std::array<char, 65> sum{};
+    ASSERT_EQ(std::fread(sum.data(), 1, 64, p), 64U);
+    pclose(p);
+    EXPECT_EQ(std::string(sum.data(), 64), t->image.sha256) << host;
+  }
+  ASSERT_TRUE(manager()
+                  .wait_until(
+                      [](const Manager& m) {
+                        auto images = m.host_images();
+                        return images.size() == 2 && std::all_of(images.begin(), images.end(), [](const HostImages& h) {
+                                 return h.images.size() == 1 && h.images[0].users.size() == 1;
+                               });
+                      },
+                      milliseconds(10'000))
+                  .ok())
+      << "each host lists its cached base with its clone as the user";
+  for (const auto& v : r->vms) {
+    EXPECT_EQ(v.vm.state, VmState::kRunning) << v.vm.name;
+    EXPECT_EQ(v.vm.origin.template_name, "web");
+  }
+
+  // Removing a VM through the bus: its clone goes, the cached base stays.
+  auto d = manager().delete_vm(r->vms[0].host_id, r->vms[0].vm.name, /*force=*/true);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->all_ok()) << d->hosts[0].status;
+  EXPECT_TRUE(fs::exists(root_ / r->vms[0].host_id / "images" / ("base-" + t->image.sha256 + ".raw")));
+  ASSERT_TRUE(
+      manager()
+          .wait_until([&](const Manager& m) { return m.vms(r->vms[0].host_id).size() == 2; }, milliseconds(10'000))
+          .ok());
 }
 
 }  // namespace

@@ -20,6 +20,7 @@ VmSpec full_spec() {
   spec.nics.push_back({.type = NicType::kBridge, .source = "br0", .model = "e1000"});
   spec.nics.push_back({.type = NicType::kEthernet, .source = "tap-web1", .model = "ne2k_pci"});
   spec.nics.push_back({.type = NicType::kEthernet, .source = ""});
+  spec.origin = {.template_name = "web", .template_version = 3, .image_sha256 = std::string(64, 'a')};
   return spec;
 }
 
@@ -29,6 +30,7 @@ TEST(DomainXml, WrittenXmlParsesBackToTheSpec) {
   VmInfo vm;
   ASSERT_TRUE(parse_domain_xml(xml, vm).ok()) << xml;
   EXPECT_EQ(vm.description, "owner <ops> & \"friends\" 'quoted'");
+  EXPECT_EQ(vm.origin, full_spec().origin);
   EXPECT_EQ(vm.max_vcpus, 2U);
   ASSERT_EQ(vm.disks.size(), 3U);
   EXPECT_EQ(vm.disks[0].source, "/img/a b&c.qcow2");
@@ -58,6 +60,18 @@ TEST(DomainXml, WrittenXmlParsesBackToTheSpec) {
   EXPECT_NE(xml.find("<domain type=\"qemu\">"), std::string::npos);
   EXPECT_NE(xml.find("arch=\"x86_64\""), std::string::npos);
   EXPECT_NE(xml.find("<acpi/>"), std::string::npos);
+}
+
+TEST(DomainXml, OriginIsOnlyOursInOurNamespace) {
+  VmInfo vm;
+  ASSERT_TRUE(parse_domain_xml(domain_xml({.name = "x", .memory_bytes = 64 * kMiB}, {}), vm).ok());
+  EXPECT_TRUE(vm.origin.empty());
+  // Another program's <origin> in its own namespace is not ours.
+  const std::string xml =
+      "<domain><name>x</name><metadata><o:origin xmlns:o=\"urn:other\" template=\"t\" version=\"1\"/>"
+      "</metadata></domain>";
+  ASSERT_TRUE(parse_domain_xml(xml, vm).ok());
+  EXPECT_TRUE(vm.origin.empty());
 }
 
 TEST(DomainXml, ExplicitTargetsAreKeptAndOthersFillGaps) {

@@ -8,7 +8,8 @@
 //     "initial_peers": [], "lease_ms": 2000, "announce_ms": 500, "refresh_ms": 5000,
 //     "allow_host_reboot": false, "reboot_command": ["/usr/bin/systemctl", "reboot"],
 //     "sample_ms": 1000, "history": true, "history_raw": "1h", "history_rollup_step": "1m",
-//     "history_rollup": "30d", "simulated_load": "auto"
+//     "history_rollup": "30d", "simulated_load": "auto",
+//     "image_dir": "/var/lib/cloudmgr/images", "storage_pool": "cloudmgr-node1"
 //   }
 // Runs until SIGINT/SIGTERM, then leaves cleanly (managers see the host go at once).
 #include <CLI/CLI.hpp>
@@ -73,7 +74,9 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
                                                    "history_raw",
                                                    "history_rollup_step",
                                                    "history_rollup",
-                                                   "simulated_load"};
+                                                   "simulated_load",
+                                                   "image_dir",
+                                                   "storage_pool"};
   try {
     for (const auto& [key, value] : j.items()) {
       if (!known_keys.contains(key)) {
@@ -84,6 +87,8 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
     if (j.contains("uri")) o.hypervisor.uri = j["uri"].get<std::string>();
     if (j.contains("groups")) o.groups = j["groups"].get<std::vector<std::string>>();
     if (j.contains("state_dir")) o.state_dir = j["state_dir"].get<std::string>();
+    if (j.contains("image_dir")) o.image_dir = j["image_dir"].get<std::string>();
+    if (j.contains("storage_pool")) o.storage_pool = j["storage_pool"].get<std::string>();
     if (j.contains("domain_id")) o.transport.domain_id = j["domain_id"].get<std::uint32_t>();
     if (j.contains("interfaces")) o.transport.interfaces = j["interfaces"].get<std::vector<std::string>>();
     if (j.contains("shared_memory")) o.transport.shared_memory = j["shared_memory"].get<bool>();
@@ -142,6 +147,7 @@ int main(int argc, char** argv) {
   bool allow_reboot = false;
   std::optional<std::uint32_t> sample_ms, lease_ms, announce_ms;
   std::string history_raw, history_step, history_rollup;
+  std::string image_dir, storage_pool;
   app.add_option("--config", config, "JSON config file (flags override it)");
   app.add_option("--host-id", host_id, "this host's cloud-wide id");
   app.add_option("--uri", uri, "libvirt URI of this host's hypervisor, e.g. qemu:///system");
@@ -156,6 +162,10 @@ int main(int argc, char** argv) {
   app.add_option("--history-raw", history_raw, "keep every sample this long (default 1h)");
   app.add_option("--history-rollup-step", history_step, "rollup resolution (default 1m)");
   app.add_option("--history-rollup", history_rollup, "keep rollups this long (default 30d)");
+  app.add_option("--image-dir", image_dir,
+                 "templates: base images and VM clones, readable by the hypervisor (default STATE_DIR/images)");
+  app.add_option("--storage-pool", storage_pool,
+                 "templates: the hypervisor storage pool over it (default cloudmgr-HOST)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -174,6 +184,8 @@ int main(int argc, char** argv) {
   if (!uri.empty()) o.hypervisor.uri = uri;
   if (!groups.empty()) o.groups = groups;
   if (!state_dir.empty()) o.state_dir = state_dir;
+  if (!image_dir.empty()) o.image_dir = image_dir;
+  if (!storage_pool.empty()) o.storage_pool = storage_pool;
   if (domain_id) o.transport.domain_id = *domain_id;
   if (!transport_kind.empty()) o.transport.kind = transport_kind;
   if (allow_reboot) o.hypervisor.reboot.enabled = true;

@@ -20,6 +20,7 @@
 
 #include "cloudctl/monitor.h"
 #include "cloudctl/session.h"
+#include "cloudctl/templates.h"
 #include "cloudmgr/cloudmgr.h"
 #include "common/json.h"
 #include "common/table.h"
@@ -262,15 +263,16 @@ constexpr const char kBashCompletion[] = R"BASH(# bash completion for cloudctl: 
 _cloudctl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[1]}
   case $COMP_CWORD in
-    1) COMPREPLY=($(compgen -W "hosts host vm group snapshot top monitor completion --json --domain --timeout --help" -- "$cur")) ;;
+    1) COMPREPLY=($(compgen -W "hosts host vm group snapshot top monitor template images completion --json --domain --timeout --store --help" -- "$cur")) ;;
     2) case $prev in
          host) COMPREPLY=($(compgen -W "show ps reboot" -- "$cur")) ;;
-         vm) COMPREPLY=($(compgen -W "list show define start shutdown destroy reboot reset suspend resume undefine autostart" -- "$cur")) ;;
+         vm) COMPREPLY=($(compgen -W "list show define create delete start shutdown destroy reboot reset suspend resume undefine autostart" -- "$cur")) ;;
+         template) COMPREPLY=($(compgen -W "import import-export list show versions delete export verify" -- "$cur")) ;;
          group) COMPREPLY=($(compgen -W "list add remove" -- "$cur")) ;;
          snapshot) COMPREPLY=($(compgen -W "create list revert delete" -- "$cur")) ;;
          monitor) COMPREPLY=($(compgen -W "hosts history chart" -- "$cur")) ;;
        esac ;;
-    *) COMPREPLY=($(compgen -W "--host --group --all --vm --since --until --step --metric --sort --png --svg --json --timeout" -- "$cur")) ;;
+    *) COMPREPLY=($(compgen -W "--host --group --all --vm --since --until --step --metric --sort --png --svg --json --timeout --template --policy --count --start --force --vcpus --memory --nic --data-disk" -- "$cur")) ;;
   esac
 }
 complete -F _cloudctl cloudctl
@@ -351,6 +353,7 @@ int main(int argc, char** argv) {
 
   auto* vm = app.add_subcommand("vm", "virtual machines");
   vm->require_subcommand(1);
+  add_template_commands(app, *vm, o, rc);
   std::string name;
   Where where;
   auto* list = vm->add_subcommand("list", "VMs of the cloud, a host or a group");

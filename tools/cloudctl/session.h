@@ -41,7 +41,28 @@ struct Options {
   std::string inventory;
   double timeout_s = 10;
   double discovery_s = 3;
+  // The template store's directory: empty = the default (template_store_dir).
+  std::string store;
 };
+
+// --store, else $CLOUDMGR_TEMPLATES, else $XDG_DATA_HOME (or ~/.local/share)/cloudmgr/templates.
+inline std::string template_store_dir(const Options& o) {
+  if (!o.store.empty()) {
+    return o.store;
+  }
+  // NOLINTBEGIN(concurrency-mt-unsafe): read before the manager's threads start
+  if (const char* env = std::getenv("CLOUDMGR_TEMPLATES"); env != nullptr && *env != '\0') {
+    return env;
+  }
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+    return std::string(xdg) + "/cloudmgr/templates";
+  }
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+    return std::string(home) + "/.local/share/cloudmgr/templates";
+  }
+  // NOLINTEND(concurrency-mt-unsafe)
+  return "cloudmgr-templates";
+}
 
 // $CLOUDMGR_INVENTORY, else $XDG_STATE_HOME (or ~/.local/state)/cloudmgr/inventory-<domain>.json;
 // its directory is created. Empty when there is no home to keep it in.
@@ -92,7 +113,8 @@ class Session {
     auto opened = Manager::open({.transport = t,
                                  .name = fmt::format("cloudctl-{}", getpid()),
                                  .samples = samples_,
-                                 .inventory_path = inventory_path(o_)});
+                                 .inventory_path = inventory_path(o_),
+                                 .template_dir = template_store_dir(o_)});
     if (!opened.ok()) {
       return opened.status();
     }

@@ -61,6 +61,12 @@ class CLOUDMGR_API AgentLink {
   // Publishes one monitoring tick of this host (replaces the previous one for late
   // joiners). Default: kUnimplemented.
   virtual Status publish_sample(const HostSample& sample);
+  // Publishes (replaces) the list of base images this host has cached. Default: kUnimplemented.
+  virtual Status publish_images(const HostImages& images);
+  // Sends a piece of an image to the managers (a VM's disk being captured); blocks while
+  // the managers' readers are full (flow control), at most until `deadline_ns`.
+  // Default: kUnimplemented.
+  virtual Status send_chunk(const ImageChunk& chunk, std::int64_t deadline_ns);
   // Clean shutdown: disposes the host and its VMs so managers see the host leave at once.
   virtual Status leave() = 0;
 };
@@ -69,6 +75,8 @@ struct AgentCallbacks {
   // Called for each command addressed to this host, its groups or all, on a transport
   // thread, one at a time. A command may be delivered more than once.
   std::function<void(const Command&)> on_command;
+  // Called for each image piece sent to this host, on a transport thread, one at a time.
+  std::function<void(const ImageChunk&)> on_chunk;
 };
 
 // A manager's side of the transport. Thread-safe.
@@ -84,6 +92,10 @@ class CLOUDMGR_API ManagerLink {
   // them (on DDS: until a reader of that host is matched in the target partition), then
   // writes once. Hosts it could not reach simply never reply.
   virtual Status send(const Command& command, const std::vector<std::string>& expected_hosts) = 0;
+  // Sends a piece of an image to each of `hosts`: waits until each one's reader is matched,
+  // and blocks while a reader is full (flow control), at most until `deadline_ns`
+  // (kDeadlineExceeded, naming the hosts not reached). Default: kUnimplemented.
+  virtual Status send_chunk(const ImageChunk& chunk, const std::vector<std::string>& hosts, std::int64_t deadline_ns);
 };
 
 struct ManagerCallbacks {
@@ -95,6 +107,8 @@ struct ManagerCallbacks {
   std::function<void(const std::string& host_id, const std::string& uuid)> on_vm_gone;
   std::function<void(const CommandReply&)> on_reply;
   std::function<void(const HostSample&)> on_sample;  // one monitoring tick of a host
+  std::function<void(const HostImages&)> on_images;  // a host's cached base images
+  std::function<void(const ImageChunk&)> on_chunk;   // a piece of an image a host sends
 };
 
 // One participant in the data space. Thread-safe. Links must be destroyed before it.

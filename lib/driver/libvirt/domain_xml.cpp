@@ -185,6 +185,12 @@ std::string domain_xml(const VmSpec& spec, const DomainFlavor& flavor) {
   if (!spec.description.empty()) {
     x += fmt::format("  <description>{}</description>\n", xml_escape(spec.description));
   }
+  if (!spec.origin.empty()) {
+    x += fmt::format("  <metadata>\n    <cloudmgr:origin xmlns:cloudmgr=\"{}\"{}{}{}/>\n  </metadata>\n",
+                     kOriginNamespace, xattr("template", spec.origin.template_name),
+                     xattr("version", std::to_string(spec.origin.template_version)),
+                     xattr("image", spec.origin.image_sha256));
+  }
   const std::uint64_t kib = spec.memory_bytes / 1024;
   x += fmt::format("  <memory unit=\"KiB\">{}</memory>\n", kib);
   x += fmt::format("  <currentMemory unit=\"KiB\">{}</currentMemory>\n", kib);
@@ -253,6 +259,14 @@ Status parse_domain_xml(std::string_view xml, VmInfo& vm) {
   }
   xmlNodePtr root = xmlDocGetRootElement(doc->get());
   vm.description = text(child(root, "description"));
+  vm.origin = {};
+  if (xmlNodePtr origin = child(child(root, "metadata"), "origin");
+      origin != nullptr && origin->ns != nullptr &&
+      std::string_view(reinterpret_cast<const char*>(origin->ns->href)) == kOriginNamespace) {  // NOLINT
+    vm.origin.template_name = attr(origin, "template");
+    vm.origin.template_version = to_u32(attr(origin, "version"));
+    vm.origin.image_sha256 = attr(origin, "image");
+  }
   vm.max_vcpus = to_u32(text(child(root, "vcpu")));
   vm.disks.clear();
   vm.nics.clear();

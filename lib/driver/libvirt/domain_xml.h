@@ -10,6 +10,9 @@
 
 namespace cloudmgr::libvirt {
 
+// The XML namespace of the VmOrigin element libvirt keeps in a domain's <metadata>.
+inline constexpr const char* kOriginNamespace = "https://libcloudmgr.org/xmlns/origin/1";
+
 // Escapes text for XML character data and attribute values (& < > " ').
 std::string xml_escape(std::string_view text);
 

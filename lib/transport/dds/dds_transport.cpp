@@ -1,4 +1,4 @@
-// The Fast DDS transport: one DomainParticipant per Transport, the four topics of
+// The Fast DDS transport: one DomainParticipant per Transport, the topics of
 // idl/cloudmgr.idl, and the agent and manager links on top of them.
 //
 // Threads: Fast DDS calls our listeners on its receive threads. Listeners only take samples,
@@ -66,6 +66,8 @@ constexpr char kCommandTopic[] = "cloudmgr/Command";
 constexpr char kReplyTopic[] = "cloudmgr/CommandReply";
 constexpr char kMetricsTopic[] = "cloudmgr/HostMetrics";
 constexpr char kHistoryTopic[] = "cloudmgr/HistoryReply";
+constexpr char kImagesTopic[] = "cloudmgr/HostImages";
+constexpr char kChunkTopic[] = "cloudmgr/ImageChunk";
 constexpr char kRepliesPartition[] = "replies";
 constexpr char kAllPartition[] = "all";
 
@@ -86,6 +88,10 @@ constexpr std::chrono::milliseconds kReplyMatchWait{5000};
 constexpr std::size_t kRememberedIssuers = 4096;
 // How long leave() waits for managers to acknowledge the disposals.
 constexpr std::uint32_t kLeaveAckWaitMs = 1000;
+// Image pieces a writer keeps unacknowledged before write() blocks (flow control), and how long
+// one blocked write() waits before we look at the caller's deadline again.
+constexpr std::int32_t kChunkHistory = 64;
+constexpr std::uint32_t kChunkBlockMs = 200;
 // How long send() waits for its hosts when the command carries no deadline.
 constexpr std::chrono::milliseconds kDefaultSendWait{5000};
 
@@ -236,6 +242,57 @@ fdds::DataReaderQos message_reader_qos() {
   return q;
 }
 
+// ImageChunk: reliable, volatile, keep-all within a bounded history, so that write() blocks
+// while kChunkHistory pieces are unacknowledged: a slow reader slows the sender down and never
+// loses a piece. Unkeyed: one instance.
+fdds::DataWriterQos chunk_writer_qos() {
+  fdds::DataWriterQos q = fdds::DATAWRITER_QOS_DEFAULT;
+  q.reliability().kind = fdds::RELIABLE_RELIABILITY_QOS;
+  q.reliability().max_blocking_time = duration_ms(kChunkBlockMs);
+  q.durability().kind = fdds::VOLATILE_DURABILITY_QOS;
+  q.history().kind = fdds::KEEP_ALL_HISTORY_QOS;
+  q.resource_limits().max_samples = kChunkHistory;
+  q.resource_limits().max_instances = 1;
+  q.resource_limits().max_samples_per_instance = kChunkHistory;
+  q.resource_limits().allocated_samples = 8;
+  q.endpoint().history_memory_policy = kMemoryPolicy;
+  q.data_sharing().off();  // unbounded type: never eligible
+  reliable_writer_times(q);
+  return q;
+}
+
+fdds::DataReaderQos chunk_reader_qos() {
+  fdds::DataReaderQos q = fdds::DATAREADER_QOS_DEFAULT;
+  q.reliability().kind = fdds::RELIABLE_RELIABILITY_QOS;
+  q.durability().kind = fdds::VOLATILE_DURABILITY_QOS;
+  q.history().kind = fdds::KEEP_ALL_HISTORY_QOS;
+  q.resource_limits().max_samples = 2 * kChunkHistory;
+  q.resource_limits().max_instances = 1;
+  q.resource_limits().max_samples_per_instance = 2 * kChunkHistory;
+  q.resource_limits().allocated_samples = 8;
+  q.endpoint().history_memory_policy = kMemoryPolicy;
+  q.data_sharing().off();
+  reliable_reader_times(q);
+  return q;
+}
+
+// Writes a piece, waiting while the writer's history is full, until `deadline_ns`.
+Status write_chunk(fdds::DataWriter* writer, const ImageChunk& chunk, std::int64_t deadline_ns) {
+  wire::ImageChunk w = to_wire(chunk);
+  for (;;) {
+    const ReturnCode rc = writer->write(&w, rtps::c_InstanceHandle_Unknown);
+    if (rc == ReturnCode::RETCODE_OK) {
+      return {};
+    }
+    if (rc != ReturnCode::RETCODE_TIMEOUT) {
+      return write_error("ImageChunk write", rc);
+    }
+    if (now_ns() >= deadline_ns) {
+      return deadline_exceeded_error("DDS: the image's readers did not take its pieces in time");
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Runs a link's callbacks one at a time on its own thread.
 class Dispatcher {
@@ -340,6 +397,8 @@ struct Domain {
   fdds::Topic* reply_topic = nullptr;
   fdds::Topic* metrics_topic = nullptr;
   fdds::Topic* history_topic = nullptr;
+  fdds::Topic* images_topic = nullptr;
+  fdds::Topic* chunk_topic = nullptr;
 };
 
 // Deletes a publisher or subscriber with everything it contains.
@@ -418,12 +477,14 @@ class DdsAgentLink final : public spi::AgentLink {
       : domain_(domain),
         host_id_(std::move(host_id)),
         callbacks_(std::move(callbacks)),
-        command_listener_([this](fdds::DataReader* r) { on_commands(r); }) {}
+        command_listener_([this](fdds::DataReader* r) { on_commands(r); }),
+        chunk_listener_([this](fdds::DataReader* r) { on_chunks(r); }) {}
 
   ~DdsAgentLink() override {
     // The reader first: no listener runs after this. Then the callbacks stop, then the writers go
     // without disposing anything (as a crash would look to managers, unless leave() ran).
     delete_entity(domain_.participant, command_sub_);
+    delete_entity(domain_.participant, chunk_sub_);
     dispatcher_.stop();
     delete_entity(domain_.participant, reply_pub_);
     delete_entity(domain_.participant, state_pub_);
@@ -442,8 +503,9 @@ class DdsAgentLink final : public spi::AgentLink {
     host_writer_ = state_pub_->create_datawriter(domain_.host_topic, sq);
     vm_writer_ = state_pub_->create_datawriter(domain_.vm_topic, sq);
     metrics_writer_ = state_pub_->create_datawriter(domain_.metrics_topic, metrics_writer_qos(domain_.config));
-    if (host_writer_ == nullptr || vm_writer_ == nullptr || metrics_writer_ == nullptr) {
-      return internal_error("DDS: cannot create the HostStatus/VmStatus/HostMetrics writers");
+    images_writer_ = state_pub_->create_datawriter(domain_.images_topic, metrics_writer_qos(domain_.config));
+    if (host_writer_ == nullptr || vm_writer_ == nullptr || metrics_writer_ == nullptr || images_writer_ == nullptr) {
+      return internal_error("DDS: cannot create the HostStatus/VmStatus/HostMetrics/HostImages writers");
     }
 
     fdds::PublisherQos rq = fdds::PUBLISHER_QOS_DEFAULT;
@@ -458,8 +520,17 @@ class DdsAgentLink final : public spi::AgentLink {
     history_writer_ = reply_pub_->create_datawriter(domain_.history_topic, message_writer_qos(), &history_matches_,
                                                     fdds::StatusMask::publication_matched());
     history_matches_.set_writer(history_writer_);
-    if (reply_writer_ == nullptr || history_writer_ == nullptr) {
-      return internal_error("DDS: cannot create the CommandReply/HistoryReply writers");
+    chunk_writer_ = reply_pub_->create_datawriter(domain_.chunk_topic, chunk_writer_qos());
+    if (reply_writer_ == nullptr || history_writer_ == nullptr || chunk_writer_ == nullptr) {
+      return internal_error("DDS: cannot create the CommandReply/HistoryReply/ImageChunk writers");
+    }
+    // Image pieces come only to this host's own partition.
+    fdds::SubscriberQos kq = fdds::SUBSCRIBER_QOS_DEFAULT;
+    kq.partition().push_back(Target::host(host_id_).partition().c_str());
+    chunk_sub_ = p->create_subscriber(kq);
+    if (chunk_sub_ == nullptr || chunk_sub_->create_datareader(domain_.chunk_topic, chunk_reader_qos(),
+                                                               &chunk_listener_, chunk_listener_.mask()) == nullptr) {
+      return internal_error("DDS: cannot create the ImageChunk reader");
     }
 
     std::vector<std::string> sorted;
@@ -602,9 +673,36 @@ class DdsAgentLink final : public spi::AgentLink {
     return {};
   }
 
+  Status publish_images(const HostImages& images) override {
+    if (images.host_id != host_id_) {
+      return invalid_argument_error(
+          fmt::format("images of host '{}' published through the link of host '{}'", images.host_id, host_id_));
+    }
+    wire::HostImages w = to_wire(images);
+    const std::lock_guard lock(mutex_);
+    if (ReturnCode rc = images_writer_->write(&w, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
+      return write_error("HostImages write", rc);
+    }
+    images_published_ = true;
+    return {};
+  }
+
+  Status send_chunk(const ImageChunk& chunk, std::int64_t deadline_ns) override {
+    return write_chunk(chunk_writer_, chunk, deadline_ns);
+  }
+
   Status leave() override {
     const std::lock_guard lock(mutex_);
     Status first;
+    if (images_published_) {
+      wire::HostImages key;
+      key.host_id(host_id_);
+      if (ReturnCode rc = images_writer_->dispose(&key, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
+        first = write_error("HostImages dispose", rc);
+      }
+      (void)images_writer_->unregister_instance(&key, rtps::c_InstanceHandle_Unknown);
+      images_published_ = false;
+    }
     if (metrics_published_) {
       wire::HostMetrics key;
       key.host_id(host_id_);
@@ -693,6 +791,18 @@ class DdsAgentLink final : public spi::AgentLink {
     }
   }
 
+  // Pieces go to the agent on the listener's thread, not through the dispatcher: a slow disk
+  // then slows the reader, and so the sender (flow control), instead of queueing the image in memory.
+  void on_chunks(fdds::DataReader* reader) {
+    wire::ImageChunk sample;
+    fdds::SampleInfo info;
+    while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
+      if (info.valid_data && callbacks_.on_chunk) {
+        callbacks_.on_chunk(from_wire(sample));
+      }
+    }
+  }
+
   // The participant that sent each command not yet replied to (bounded: oldest forgotten first).
   void remember_issuer(const std::string& command_id, const rtps::GuidPrefix_t& participant) {
     const std::lock_guard lock(issuers_mutex_);
@@ -726,22 +836,27 @@ class DdsAgentLink final : public spi::AgentLink {
   std::deque<std::string> issuer_order_;               // GUARDED_BY(issuers_mutex_)
   Dispatcher dispatcher_;
   DataListener command_listener_;
+  DataListener chunk_listener_;
 
   std::mutex mutex_;
   std::vector<std::string> groups_;  // GUARDED_BY(mutex_); sorted
   std::set<std::string> vms_;        // GUARDED_BY(mutex_); uuids published and not removed
   bool host_published_ = false;      // GUARDED_BY(mutex_)
   bool metrics_published_ = false;   // GUARDED_BY(mutex_)
+  bool images_published_ = false;    // GUARDED_BY(mutex_)
 
   fdds::Publisher* state_pub_ = nullptr;
   fdds::DataWriter* host_writer_ = nullptr;
   fdds::DataWriter* vm_writer_ = nullptr;
   fdds::DataWriter* metrics_writer_ = nullptr;
+  fdds::DataWriter* images_writer_ = nullptr;
   fdds::Publisher* reply_pub_ = nullptr;
   fdds::DataWriter* reply_writer_ = nullptr;
   fdds::DataWriter* history_writer_ = nullptr;
   fdds::Subscriber* command_sub_ = nullptr;
   fdds::DataReader* command_reader_ = nullptr;
+  fdds::Subscriber* chunk_sub_ = nullptr;
+  fdds::DataWriter* chunk_writer_ = nullptr;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -775,7 +890,9 @@ class DdsManagerLink final : public spi::ManagerLink {
                      [this](const rtps::GUID_t& w) { on_vm_writer_gone(w); }),
         reply_listener_([this](fdds::DataReader* r) { on_replies(r); }),
         metrics_listener_([this](fdds::DataReader* r) { on_metrics(r); }),
-        history_listener_([this](fdds::DataReader* r) { on_history(r); }) {}
+        history_listener_([this](fdds::DataReader* r) { on_history(r); }),
+        images_listener_([this](fdds::DataReader* r) { on_images(r); }),
+        chunk_listener_([this](fdds::DataReader* r) { on_chunks(r); }) {}
 
   ~DdsManagerLink() override {
     delete_entity(domain_.participant, state_sub_);
@@ -783,6 +900,9 @@ class DdsManagerLink final : public spi::ManagerLink {
     dispatcher_.stop();
     const std::lock_guard lock(writers_mutex_);
     for (auto& [partition, w] : writers_) {
+      delete_entity(domain_.participant, w->publisher);
+    }
+    for (auto& [partition, w] : chunk_writers_) {
       delete_entity(domain_.participant, w->publisher);
     }
   }
@@ -805,6 +925,10 @@ class DdsManagerLink final : public spi::ManagerLink {
                                                               metrics_listener_.mask()) == nullptr) {
       return internal_error("DDS: cannot create the HostMetrics reader");
     }
+    if (callbacks_.on_images && state_sub_->create_datareader(domain_.images_topic, sq, &images_listener_,
+                                                              images_listener_.mask()) == nullptr) {
+      return internal_error("DDS: cannot create the HostImages reader");
+    }
     fdds::SubscriberQos rq = fdds::SUBSCRIBER_QOS_DEFAULT;
     rq.partition().push_back(kRepliesPartition);
     reply_sub_ = p->create_subscriber(rq);
@@ -815,6 +939,39 @@ class DdsManagerLink final : public spi::ManagerLink {
     if (reply_sub_->create_datareader(domain_.history_topic, message_reader_qos(), &history_listener_,
                                       history_listener_.mask()) == nullptr) {
       return internal_error("DDS: cannot create the HistoryReply reader");
+    }
+    if (callbacks_.on_chunk && reply_sub_->create_datareader(domain_.chunk_topic, chunk_reader_qos(), &chunk_listener_,
+                                                             chunk_listener_.mask()) == nullptr) {
+      return internal_error("DDS: cannot create the ImageChunk reader");
+    }
+    return {};
+  }
+
+  Status send_chunk(const ImageChunk& chunk, const std::vector<std::string>& hosts, std::int64_t deadline_ns) override {
+    for (const std::string& host : hosts) {
+      Result<ChunkWriter*> w = chunk_writer_for(host);
+      if (!w.ok()) {
+        return w.status();
+      }
+      // The host's ImageChunk reader lives in the participant of its HostStatus writer.
+      std::optional<rtps::GuidPrefix_t> participant;
+      {
+        const std::lock_guard lock(mutex_);
+        if (auto it = host_writer_.find(host); it != host_writer_.end()) {
+          participant = it->second.guidPrefix;
+        }
+      }
+      if (!participant) {
+        return unavailable_error(fmt::format("image piece: host '{}' is not online", host));
+      }
+      const auto left = std::chrono::nanoseconds(std::max<std::int64_t>(0, deadline_ns - now_ns()));
+      (*w)->matches.wait_for(*participant, std::chrono::steady_clock::now() + left);
+      if (!(*w)->matches.matches(*participant)) {
+        return deadline_exceeded_error(fmt::format("image piece: host '{}' cannot be reached", host));
+      }
+      if (Status s = write_chunk((*w)->writer, chunk, deadline_ns); !s.ok()) {
+        return s.with_context(fmt::format("host '{}'", host));
+      }
     }
     return {};
   }
@@ -1073,6 +1230,60 @@ class DdsManagerLink final : public spi::ManagerLink {
     }
   }
 
+  void on_images(fdds::DataReader* reader) {
+    wire::HostImages sample;
+    fdds::SampleInfo info;
+    while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
+      if (!info.valid_data) {
+        continue;  // the host left or its agent died: HostStatus reports that
+      }
+      dispatcher_.post([this, i = from_wire(sample)] { callbacks_.on_images(i); });
+    }
+  }
+
+  // On the listener's thread, as on the agent (flow control instead of a queue in memory).
+  void on_chunks(fdds::DataReader* reader) {
+    wire::ImageChunk sample;
+    fdds::SampleInfo info;
+    while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
+      if (info.valid_data) {
+        callbacks_.on_chunk(from_wire(sample));
+      }
+    }
+  }
+
+  // One ImageChunk writer per host partition, created on first use.
+  struct ChunkWriter {
+    fdds::Publisher* publisher = nullptr;
+    fdds::DataWriter* writer = nullptr;
+    MatchTracker matches;
+  };
+
+  Result<ChunkWriter*> chunk_writer_for(const std::string& host) {
+    const std::string partition = Target::host(host).partition();
+    const std::lock_guard lock(writers_mutex_);
+    if (auto it = chunk_writers_.find(partition); it != chunk_writers_.end()) {
+      return it->second.get();
+    }
+    auto w = std::make_unique<ChunkWriter>();
+    fdds::PublisherQos pq = fdds::PUBLISHER_QOS_DEFAULT;
+    pq.partition().push_back(partition.c_str());
+    w->publisher = domain_.participant->create_publisher(pq);
+    if (w->publisher == nullptr) {
+      return internal_error(fmt::format("DDS: cannot create a publisher for partition '{}'", partition));
+    }
+    w->writer = w->publisher->create_datawriter(domain_.chunk_topic, chunk_writer_qos(), &w->matches,
+                                                fdds::StatusMask::publication_matched());
+    if (w->writer == nullptr) {
+      delete_entity(domain_.participant, w->publisher);
+      return internal_error(fmt::format("DDS: cannot create an ImageChunk writer for partition '{}'", partition));
+    }
+    w->matches.set_writer(w->writer);
+    ChunkWriter* raw = w.get();
+    chunk_writers_.emplace(partition, std::move(w));
+    return raw;
+  }
+
   void on_history(fdds::DataReader* reader) {
     wire::HistoryReply sample;
     fdds::SampleInfo info;
@@ -1093,6 +1304,8 @@ class DdsManagerLink final : public spi::ManagerLink {
   DataListener reply_listener_;
   DataListener metrics_listener_;
   DataListener history_listener_;
+  DataListener images_listener_;
+  DataListener chunk_listener_;
 
   std::mutex mutex_;
   std::condition_variable cv_;                                    // host_writer_ or a writer's matches changed
@@ -1104,7 +1317,8 @@ class DdsManagerLink final : public spi::ManagerLink {
   std::map<fdds::InstanceHandle_t, rtps::GUID_t> live_vms_;                             // GUARDED_BY(mutex_)
 
   std::mutex writers_mutex_;  // serializes writer creation; never held while waiting
-  std::map<std::string, std::unique_ptr<CommandWriter>> writers_;  // GUARDED_BY(writers_mutex_)
+  std::map<std::string, std::unique_ptr<CommandWriter>> writers_;      // GUARDED_BY(writers_mutex_)
+  std::map<std::string, std::unique_ptr<ChunkWriter>> chunk_writers_;  // GUARDED_BY(writers_mutex_)
 
   fdds::Subscriber* state_sub_ = nullptr;
   fdds::Subscriber* reply_sub_ = nullptr;
@@ -1240,7 +1454,15 @@ class DdsTransport final : public spi::Transport {
         !s.ok()) {
       return s;
     }
-    return make_topic<WireType<wire::HistoryReplyPubSubType, 16384>>(kHistoryTopic, domain_.history_topic);
+    if (Status s = make_topic<WireType<wire::HistoryReplyPubSubType, 16384>>(kHistoryTopic, domain_.history_topic);
+        !s.ok()) {
+      return s;
+    }
+    if (Status s = make_topic<WireType<wire::HostImagesPubSubType, 2048>>(kImagesTopic, domain_.images_topic);
+        !s.ok()) {
+      return s;
+    }
+    return make_topic<WireType<wire::ImageChunkPubSubType, 61440>>(kChunkTopic, domain_.chunk_topic);
   }
 
   Result<std::unique_ptr<spi::AgentLink>> open_agent(const std::string& host_id, const std::vector<std::string>& groups,

@@ -493,4 +493,57 @@ CommandReply from_wire(const wire::CommandReply& w) {
   return r;
 }
 
+wire::HostImages to_wire(const HostImages& images) {
+  wire::HostImages w;
+  w.host_id(images.host_id);
+  w.updated_ns(images.updated_ns);
+  for (const CachedImage& c : images.images) {
+    wire::CachedImage wc;
+    wc.sha256(c.info.sha256);
+    wc.format(std::string(to_string(c.info.format)));
+    wc.size_bytes(c.info.size_bytes);
+    wc.virtual_size_bytes(c.info.virtual_size_bytes);
+    for (const ImageUser& u : c.users) {
+      wire::ImageUser wu;
+      wu.vm_uuid(u.vm_uuid);
+      wu.vm_name(u.vm_name);
+      wu.template_name(u.template_name);
+      wu.template_version(u.template_version);
+      wc.users().push_back(std::move(wu));
+    }
+    w.images().push_back(std::move(wc));
+  }
+  return w;
+}
+
+HostImages from_wire(const wire::HostImages& w) {
+  HostImages images{.host_id = w.host_id(), .updated_ns = w.updated_ns()};
+  for (const wire::CachedImage& wc : w.images()) {
+    CachedImage c;
+    c.info.sha256 = wc.sha256();
+    auto format = parse_image_format(wc.format());
+    c.info.format = format.ok() ? *format : ImageFormat::kRaw;
+    c.info.size_bytes = wc.size_bytes();
+    c.info.virtual_size_bytes = wc.virtual_size_bytes();
+    for (const wire::ImageUser& wu : wc.users()) {
+      c.users.push_back({wu.vm_uuid(), wu.vm_name(), wu.template_name(), wu.template_version()});
+    }
+    images.images.push_back(std::move(c));
+  }
+  return images;
+}
+
+wire::ImageChunk to_wire(const ImageChunk& chunk) {
+  wire::ImageChunk w;
+  w.transfer_id(chunk.transfer_id);
+  w.sha256(chunk.sha256);
+  w.offset_bytes(chunk.offset_bytes);
+  w.data(chunk.data);
+  return w;
+}
+
+ImageChunk from_wire(const wire::ImageChunk& w) {
+  return {.transfer_id = w.transfer_id(), .sha256 = w.sha256(), .offset_bytes = w.offset_bytes(), .data = w.data()};
+}
+
 }  // namespace cloudmgr::dds

@@ -42,4 +42,11 @@ HostSample from_wire(const wire::HostMetrics& sample);
 wire::HistoryReply to_history_wire(const CommandReply& reply);
 CommandReply from_wire(const wire::HistoryReply& reply);
 
+wire::HostImages to_wire(const HostImages& images);
+// An unknown format becomes raw (a host never caches an image of a format it cannot name).
+HostImages from_wire(const wire::HostImages& images);
+
+wire::ImageChunk to_wire(const ImageChunk& chunk);
+ImageChunk from_wire(const wire::ImageChunk& chunk);
+
 }  // namespace cloudmgr::dds

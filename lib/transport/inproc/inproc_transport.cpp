@@ -5,6 +5,7 @@
 // thread, and a link dropped without leave() looks like a dead agent.
 #include "transport/inproc/inproc_factory.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -88,9 +89,37 @@ class Bus {
   std::map<std::string, HostView> hosts;                             // GUARDED_BY(mutex)
   std::map<std::pair<std::string, std::string>, VmView> vms;         // GUARDED_BY(mutex)
   std::map<std::string, HostSample> samples;                         // GUARDED_BY(mutex): latest per host
+  std::map<std::string, HostImages> images;                          // GUARDED_BY(mutex): per host
   std::map<const void*, AgentEntry> agents;                          // GUARDED_BY(mutex)
   std::map<const void*, std::shared_ptr<ManagerEndpoint>> managers;  // GUARDED_BY(mutex)
+  // Image pieces queued and not yet delivered: senders wait while there are too many, as a
+  // DDS writer with a bounded keep-all history waits for its readers.
+  std::mutex chunk_mutex;
+  std::condition_variable chunk_cv;
+  std::size_t chunk_bytes_queued = 0;  // GUARDED_BY(chunk_mutex)
+  static constexpr std::size_t kMaxChunkBytesQueued = 8U << 20U;
   Dispatcher dispatcher;  // destroyed first: drains jobs while the maps still exist
+
+  // Waits until the piece may be queued; false at the deadline.
+  bool reserve_chunk(std::size_t bytes, std::int64_t deadline_ns) {
+    std::unique_lock lock(chunk_mutex);
+    while (chunk_bytes_queued > 0 && chunk_bytes_queued + bytes > kMaxChunkBytesQueued) {
+      const std::int64_t left = deadline_ns - now_ns();
+      if (left <= 0) {
+        return false;
+      }
+      chunk_cv.wait_for(lock, std::chrono::nanoseconds(std::min<std::int64_t>(left, 100'000'000)));
+    }
+    chunk_bytes_queued += bytes;
+    return true;
+  }
+  void release_chunk(std::size_t bytes) {
+    {
+      const std::lock_guard lock(chunk_mutex);
+      chunk_bytes_queued -= bytes;
+    }
+    chunk_cv.notify_all();
+  }
 
   // Queues `fn(callbacks)` for every manager. Call with `mutex` held.
   template <typename Fn>
@@ -145,6 +174,7 @@ class InprocAgentLink final : public spi::AgentLink {
       const std::string id = host_id_;
       bus_->hosts.erase(id);
       bus_->samples.erase(id);
+      bus_->images.erase(id);
       std::erase_if(bus_->vms, [&](const auto& e) { return e.first.first == id; });
       bus_->to_managers([id](const spi::ManagerCallbacks& cb) {
         if (cb.on_host_gone) {
@@ -231,11 +261,53 @@ class InprocAgentLink final : public spi::AgentLink {
     return {};
   }
 
+  Status publish_images(const HostImages& images) override {
+    if (images.host_id != host_id_) {
+      return invalid_argument_error("publish_images: host id differs from the link's");
+    }
+    const std::lock_guard lock(bus_->mutex);
+    bus_->images[host_id_] = images;
+    bus_->to_managers([images](const spi::ManagerCallbacks& cb) {
+      if (cb.on_images) {
+        cb.on_images(images);
+      }
+    });
+    return {};
+  }
+
+  Status send_chunk(const ImageChunk& chunk, std::int64_t deadline_ns) override {
+    const std::size_t bytes = chunk.data.size();
+    std::vector<std::shared_ptr<ManagerEndpoint>> targets;
+    {
+      const std::lock_guard lock(bus_->mutex);
+      for (auto& entry : bus_->managers) {
+        targets.push_back(entry.second);
+      }
+    }
+    // Not under the bus mutex: the dispatcher may need it to drain the queue we wait on.
+    for (const auto& ep : targets) {
+      if (!bus_->reserve_chunk(bytes, deadline_ns)) {
+        return deadline_exceeded_error("image piece: the managers did not take it in time");
+      }
+      bus_->dispatcher.post([bus = bus_.get(), ep, chunk, bytes] {
+        {
+          const std::lock_guard l(ep->mutex);
+          if (ep->alive && ep->callbacks.on_chunk) {
+            ep->callbacks.on_chunk(chunk);
+          }
+        }
+        bus->release_chunk(bytes);
+      });
+    }
+    return {};
+  }
+
   Status leave() override {
     const std::lock_guard lock(bus_->mutex);
     left_ = true;
     const std::string id = host_id_;
     bus_->samples.erase(id);
+    bus_->images.erase(id);
     for (auto it = bus_->vms.begin(); it != bus_->vms.end();) {
       if (it->first.first == id) {
         bus_->to_managers([id, uuid = it->first.second](const spi::ManagerCallbacks& cb) {
@@ -307,6 +379,50 @@ class InprocManagerLink final : public spi::ManagerLink {
         }
       });
     }
+    for (const auto& entry : bus_->images) {
+      const HostImages& images = entry.second;
+      post([images](const spi::ManagerCallbacks& cb) {
+        if (cb.on_images) {
+          cb.on_images(images);
+        }
+      });
+    }
+  }
+
+  Status send_chunk(const ImageChunk& chunk, const std::vector<std::string>& hosts, std::int64_t deadline_ns) override {
+    const std::size_t bytes = chunk.data.size();
+    std::vector<std::shared_ptr<AgentEndpoint>> targets;
+    std::set<std::string> missing(hosts.begin(), hosts.end());
+    {
+      const std::lock_guard lock(bus_->mutex);
+      for (auto& entry : bus_->agents) {
+        if (missing.erase(entry.second.host_id) > 0) {
+          targets.push_back(entry.second.endpoint);
+        }
+      }
+    }
+    if (!missing.empty()) {
+      std::string names;
+      for (const auto& h : missing) {
+        names += (names.empty() ? "" : ", ") + h;
+      }
+      return unavailable_error("image piece: no agent of " + names + " is on the bus");
+    }
+    for (const auto& ep : targets) {
+      if (!bus_->reserve_chunk(bytes, deadline_ns)) {
+        return deadline_exceeded_error("image piece: the hosts did not take it in time");
+      }
+      bus_->dispatcher.post([bus = bus_.get(), ep, chunk, bytes] {
+        {
+          const std::lock_guard l(ep->mutex);
+          if (ep->alive && ep->callbacks.on_chunk) {
+            ep->callbacks.on_chunk(chunk);
+          }
+        }
+        bus->release_chunk(bytes);
+      });
+    }
+    return {};
   }
 
   Status send(const Command& command, const std::vector<std::string>& /*expected_hosts*/) override {
