@@ -11,6 +11,7 @@
 //                               an in-process Agent on qemu:///system (inproc transport)
 //   BM_BareOverlay              Hypervisor::create_volume of the same qcow2 overlay over the same
 //                               cached base: libvirt's storage API, no agent, no manager
+//   BM_BareOverlayAndDefine     the same overlay + Hypervisor::define_vm of the VM the agent defines
 //   BM_FullCopy                 Hypervisor::clone_volume: a standalone qcow2 copy of the base
 //                               (virStorageVolCreateXMLFrom, qemu-img convert inside libvirtd)
 //   BM_CpCopy                   `cp --sparse=always` of the base file, for reference
@@ -18,8 +19,10 @@
 //
 // Everything lives under /var/lib/libvirt/images/cloudmgr-pbench-<pid> (QEMU's user can read
 // it): the generated images, the template store, the agent's state and its storage pool. At the
-// end, also after SIGINT/SIGTERM/SIGHUP, this removes its VMs, its pool and that directory, and
-// stops libvirtd only if it started it (tests/qemu/libvirtd-up).
+// end this removes its VMs, its pool and that directory, and stops libvirtd only if it started it
+// (tests/qemu/libvirtd-up). On SIGINT/SIGTERM/SIGHUP the running benchmark stops at its next
+// iteration and the same clean-up runs; a second signal, or 60 s without the benchmark thread
+// getting there, cleans up from the signal thread at once.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -30,7 +33,10 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -49,9 +55,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-using std::chrono::milliseconds;
 using cloudmgr::kGiB;
 using cloudmgr::kMiB;
+using std::chrono::milliseconds;
 
 constexpr const char* kUri = "qemu:///system";
 constexpr std::uint32_t kDomain = 174;  // inproc: private to this process
@@ -72,6 +78,10 @@ constexpr std::array<BaseKind, 3> kBases = {{
     {"1GiB_qcow2", cloudmgr::ImageFormat::kQcow2, 1 * kGiB, 64 * kMiB, 64 * kMiB},
     {"4GiB_raw_sparse", cloudmgr::ImageFormat::kRaw, 4 * kGiB, 32 * kMiB, 512 * kMiB},
 }};
+
+// Set by the first SIGINT/SIGTERM/SIGHUP: every benchmark stops at its next iteration and main
+// tears down as usual.
+std::atomic<int> g_signal{0};
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -98,7 +108,11 @@ int run(const std::vector<std::string>& argv) {
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   pid_t pid = 0;
   const int rc = posix_spawnp(&pid, args[0], &actions, &attr, args.data(), environ);
   posix_spawn_file_actions_destroy(&actions);
@@ -216,6 +230,7 @@ class Fixture {
     if (b.first_error.empty() && !fs::exists(b.cached_path)) {
       b.first_error = "the cached base is not at " + b.cached_path;
     }
+    ::sync();  // nor the writeback of the cached base
     return b.first_error.empty();
   }
 
@@ -303,12 +318,17 @@ class Fixture {
       return "Agent::start: " + agent.status().to_string();
     }
     agent_ = std::move(*agent);
-    auto m = cloudmgr::Manager::open(
-        {.transport = transport, .name = "provision-bench", .samples = false, .template_dir = (root_ / "store").string()});
+    auto m = cloudmgr::Manager::open({.transport = transport,
+                                      .name = "provision-bench",
+                                      .samples = false,
+                                      .template_dir = (root_ / "store").string()});
     if (!m.ok()) {
       return "Manager::open: " + m.status().to_string();
     }
     manager_ = std::move(*m);
+    if (g_signal != 0) {
+      return "interrupted by a signal";
+    }
     if (auto s = manager_->wait_for_hosts(1, milliseconds(30'000)); !s.ok()) {
       return "wait_for_hosts: " + s.to_string();
     }
@@ -319,10 +339,14 @@ class Fixture {
     hv_ = std::move(*hv);
 
     for (std::size_t i = 0; i < kBases.size(); ++i) {
+      if (g_signal != 0) {
+        return "interrupted by a signal";
+      }
       if (std::string e = make_base(i); !e.empty()) {
         return e;
       }
     }
+    ::sync();  // the first benchmark does not pay for the writeback of the generated images
     return {};
   }
 
@@ -381,8 +405,18 @@ class Fixture {
           }
         }
       }
-      if (auto s = (*hv)->remove_pool(pool_); !s.ok() && s.code() != cloudmgr::StatusCode::kNotFound) {
-        std::fprintf(stderr, "provision_bench: cleanup: remove_pool %s: %s\n", pool_.c_str(), s.to_string().c_str());
+      // libvirt refuses to stop a pool while a job of it runs (a full copy being built): wait it out.
+      const auto deadline = Clock::now() + std::chrono::seconds(120);
+      for (;;) {
+        const cloudmgr::Status s = (*hv)->remove_pool(pool_);
+        if (s.ok() || s.code() == cloudmgr::StatusCode::kNotFound) {
+          break;
+        }
+        if (Clock::now() > deadline) {
+          std::fprintf(stderr, "provision_bench: cleanup: remove_pool %s: %s\n", pool_.c_str(), s.to_string().c_str());
+          break;
+        }
+        std::this_thread::sleep_for(milliseconds(250));
       }
     } else {
       std::fprintf(stderr, "provision_bench: cleanup: %s\n", hv.status().to_string().c_str());
@@ -417,8 +451,19 @@ class Fixture {
 
 bool g_fixture_used = false;  // set once Fixture::get() may have made something
 
+bool interrupted(benchmark::State& state) {
+  if (g_signal == 0) {
+    return false;
+  }
+  state.SkipWithError("interrupted by a signal");
+  return true;
+}
+
 // The fixture with base i cached, or nullptr after SkipWithError.
 Fixture* ready(benchmark::State& state, std::size_t i) {
+  if (interrupted(state)) {
+    return nullptr;
+  }
   g_fixture_used = true;
   Fixture& f = Fixture::get();
   if (!f.error().empty()) {
@@ -435,8 +480,8 @@ Fixture* ready(benchmark::State& state, std::size_t i) {
 void base_counters(benchmark::State& state, const Base& b) {
   state.counters["base_bytes"] = benchmark::Counter(static_cast<double>(b.info.image.size_bytes),
                                                     benchmark::Counter::kDefaults, benchmark::Counter::kIs1024);
-  state.counters["data_bytes"] = benchmark::Counter(static_cast<double>(b.data_bytes), benchmark::Counter::kDefaults,
-                                                    benchmark::Counter::kIs1024);
+  state.counters["data_bytes"] =
+      benchmark::Counter(static_cast<double>(b.data_bytes), benchmark::Counter::kDefaults, benchmark::Counter::kIs1024);
 }
 
 void alloc_counter(benchmark::State& state, double total) {
@@ -467,7 +512,8 @@ void BM_FirstCreateWithTransfer(benchmark::State& state, std::size_t i) {
 }
 
 // Manager::create_vms of one VM, not started, base cached: placement, the vm.instantiate command
-// over inproc, the agent's overlay + define, its reply. provision_ms: the agent's share.
+// over inproc, the agent's overlay + define, its reply. provision_ms: the vm.instantiate round trip
+// as the manager times it (CreateVmsResult::provision_ns).
 void BM_CreateVmFromTemplate(benchmark::State& state, std::size_t i) {
   Fixture* f = ready(state, i);
   if (f == nullptr) {
@@ -477,14 +523,16 @@ void BM_CreateVmFromTemplate(benchmark::State& state, std::size_t i) {
   double alloc = 0;
   double provision_s = 0;
   for (auto _ : state) {
+    if (interrupted(state)) {
+      break;
+    }
     const std::string name = f->next_name("vm");
     auto r = f->manager().create_vms(
         {.name = name, .template_ref = {b.template_name, 0}, .where = cloudmgr::Target::host(f->host_id())});
     state.PauseTiming();
     if (!r.ok() || r->vms.size() != 1 || r->vms[0].vm.disks.empty()) {
-      state.SkipWithError(("create_vms: " + (r.ok() ? std::string("no VM or disk in the result")
-                                                     : r.status().to_string()))
-                              .c_str());
+      state.SkipWithError(
+          ("create_vms: " + (r.ok() ? std::string("no VM or disk in the result") : r.status().to_string())).c_str());
       break;
     }
     if (!r->image_sent_to.empty()) {
@@ -508,8 +556,10 @@ void BM_CreateVmFromTemplate(benchmark::State& state, std::size_t i) {
 }
 
 // The bare baseline: the overlay the agent makes (same spec as lib/core/provisioner.cpp), over the
-// same cached base, in the same pool, straight through libvirt's storage API.
-void BM_BareOverlay(benchmark::State& state, std::size_t i) {
+// same cached base, in the same pool, straight through libvirt's storage API. `define`: also
+// define the VM the agent would (same spec, through the same Hypervisor call), so that what is
+// left between this and BM_CreateVmFromTemplate is the agent's and manager's own work.
+void bare_overlay(benchmark::State& state, std::size_t i, bool define) {
   Fixture* f = ready(state, i);
   if (f == nullptr) {
     return;
@@ -517,15 +567,33 @@ void BM_BareOverlay(benchmark::State& state, std::size_t i) {
   const Base& b = f->base(i);
   double alloc = 0;
   for (auto _ : state) {
-    const std::string name = f->next_name("ov") + ".qcow2";
-    auto v = f->hv().create_volume(f->pool(), {.name = name,
-                                               .capacity_bytes = b.info.image.virtual_size_bytes,
-                                               .format = "qcow2",
-                                               .backing_path = b.cached_path,
-                                               .backing_format = std::string(cloudmgr::to_string(b.info.image.format))});
+    if (interrupted(state)) {
+      break;
+    }
+    const std::string vm = f->next_name("bare");
+    const std::string name = vm + ".qcow2";
+    auto v =
+        f->hv().create_volume(f->pool(), {.name = name,
+                                          .capacity_bytes = b.info.image.virtual_size_bytes,
+                                          .format = "qcow2",
+                                          .backing_path = b.cached_path,
+                                          .backing_format = std::string(cloudmgr::to_string(b.info.image.format))});
+    cloudmgr::Status defined;
+    if (v.ok() && define) {
+      cloudmgr::VmSpec spec{.name = vm, .vcpus = 1, .memory_bytes = 64 * kMiB};
+      spec.disks.push_back({.source_path = v->path, .bus = cloudmgr::DiskBus::kVirtio, .format = "qcow2"});
+      defined = f->hv().define_vm(spec).status();
+    }
     state.PauseTiming();
     if (!v.ok()) {
       state.SkipWithError(("create_volume: " + v.status().to_string()).c_str());
+      break;
+    }
+    if (define) {
+      (void)f->hv().undefine_vm(cloudmgr::VmRef::by_name(vm), {.force = true});
+    }
+    if (!defined.ok()) {
+      state.SkipWithError(("define_vm: " + defined.to_string()).c_str());
       break;
     }
     alloc += static_cast<double>(v->allocation_bytes);
@@ -539,6 +607,9 @@ void BM_BareOverlay(benchmark::State& state, std::size_t i) {
   alloc_counter(state, alloc);
 }
 
+void BM_BareOverlay(benchmark::State& state, std::size_t i) { bare_overlay(state, i, false); }
+void BM_BareOverlayAndDefine(benchmark::State& state, std::size_t i) { bare_overlay(state, i, true); }
+
 // Provisioning without copy-on-write: a standalone qcow2 copy of the base (libvirtd runs
 // qemu-img convert, which flushes the copy to disk before it returns).
 void BM_FullCopy(benchmark::State& state, std::size_t i) {
@@ -549,6 +620,9 @@ void BM_FullCopy(benchmark::State& state, std::size_t i) {
   const Base& b = f->base(i);
   double alloc = 0;
   for (auto _ : state) {
+    if (interrupted(state)) {
+      break;
+    }
     const std::string name = f->next_name("copy") + ".qcow2";
     auto v = f->hv().clone_volume(f->pool(), name, b.cached_path);
     state.PauseTiming();
@@ -579,6 +653,9 @@ void BM_CpCopy(benchmark::State& state, std::size_t i) {
   double alloc = 0;
   double flush_s = 0;
   for (auto _ : state) {
+    if (interrupted(state)) {
+      break;
+    }
     const std::string dst = (f->root() / "copies" / f->next_name("cp")).string();
     const int rc = run({"cp", "--sparse=always", b.cached_path, dst});
     state.PauseTiming();
@@ -612,10 +689,11 @@ void register_all() {
     int iterations;
     bool manual;
   };
-  const std::array<Entry, 5> entries = {{
+  const std::array<Entry, 6> entries = {{
       {"BM_FirstCreateWithTransfer", BM_FirstCreateWithTransfer, 1, true},
       {"BM_CreateVmFromTemplate", BM_CreateVmFromTemplate, 10, false},
       {"BM_BareOverlay", BM_BareOverlay, 10, false},
+      {"BM_BareOverlayAndDefine", BM_BareOverlayAndDefine, 10, false},
       {"BM_FullCopy", BM_FullCopy, 5, false},
       {"BM_CpCopy", BM_CpCopy, 5, false},
   }};
@@ -633,13 +711,18 @@ void register_all() {
   }
 }
 
-// Waits for a termination signal (blocked in every other thread), cleans up, exits.
+// Waits for a termination signal (blocked in every other thread) and asks the benchmark thread to
+// stop; cleans up itself on a second signal or when that thread does not get there in 60 s.
 void signal_thread(sigset_t set) {
   int sig = 0;
   if (sigwait(&set, &sig) != 0) {
     return;
   }
-  std::fprintf(stderr, "provision_bench: signal %d: cleaning up\n", sig);
+  g_signal = sig;
+  std::fprintf(stderr, "provision_bench: signal %d: stopping after the current step, then cleaning up\n", sig);
+  const timespec wait{.tv_sec = 60, .tv_nsec = 0};
+  (void)sigtimedwait(&set, nullptr, &wait);
+  std::fprintf(stderr, "provision_bench: cleaning up now\n");
   if (g_fixture_used) {
     Fixture::get().emergency_cleanup();
   }
@@ -657,6 +740,9 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   std::thread(signal_thread, set).detach();
+  // A write to a socket whose peer closed it then fails the call (EPIPE) instead of killing the
+  // process: one interrupted run here died of SIGPIPE half-way through its clean-up (cause not found).
+  std::signal(SIGPIPE, SIG_IGN);
 
   register_all();
   benchmark::Initialize(&argc, argv);
@@ -668,5 +754,5 @@ int main(int argc, char** argv) {
   if (g_fixture_used) {
     Fixture::get().teardown();
   }
-  return 0;
+  return g_signal != 0 ? 128 + g_signal : 0;
 }

@@ -207,6 +207,15 @@ class CLOUDMGR_API Manager {
   // removed again. kNotFound for a missing template; kAlreadyExists for a name taken on any
   // host. Nothing is sent before the request is checked.
   Result<CreateVmsResult> create_vms(const CreateVmsRequest& request);
+  // Makes the next version of template `name` from a shut-off VM ("vm.capture"): its host
+  // flattens the VM's first disk into one standalone qcow2 and sends it on the bus, and the
+  // store takes it, checked against the SHA-256 the host computed (kDataLoss otherwise: nothing
+  // is kept). The spec is the VM's: vCPUs, memory, the disk's bus, its NICs (without MACs), its
+  // description. options.timeout bounds the whole capture. kNotFound for an unknown VM,
+  // kFailedPrecondition for one that is not shut off, kUnimplemented for a simulated host
+  // (its disks are not files).
+  Result<TemplateInfo> capture_template(const std::string& host_id, const std::string& vm, const std::string& name,
+                                        const ExecuteOptions& options = {});
   // Removes a VM and the disks provisioned for it ("vm.delete"; a base image stays).
   Result<CommandResult> delete_vm(const std::string& host_id, const std::string& vm, bool force,
                                   const ExecuteOptions& options = {});

@@ -156,13 +156,13 @@ void ImageCache::on_chunk(const ImageChunk& chunk) {
     Transfer& t = it->second;
     t.last_activity_ns = now_ns();
     const std::uint64_t size = chunk.data.size();
-    if (size == 0 || chunk.offset_bytes > t.image.size_bytes || size > t.image.size_bytes - chunk.offset_bytes ||
-        t.received_bytes + size > t.data_bytes) {
-      t.overflow = true;
-    } else if (image::pwrite_all(t.fd, chunk.data.data(), chunk.data.size(), chunk.offset_bytes, t.path).ok()) {
+    const bool fits = size > 0 && chunk.offset_bytes <= t.image.size_bytes &&
+                      size <= t.image.size_bytes - chunk.offset_bytes && t.received_bytes + size <= t.data_bytes;
+    // Out of bounds, more than announced, or a write error: the commit fails and says so.
+    if (fits && image::pwrite_all(t.fd, chunk.data.data(), chunk.data.size(), chunk.offset_bytes, t.path).ok()) {
       t.received_bytes += size;
     } else {
-      t.overflow = true;  // a write error: the commit fails and says so
+      t.overflow = true;
     }
   }
   progress_.notify_all();

@@ -2,6 +2,7 @@
 // fan-out with per-host results.
 #include "cloudmgr/manager.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +24,7 @@
 #include "core/journal.h"
 #include "core/provisioning.h"
 #include "core/status_macros.h"
+#include "image/image_io.h"
 
 namespace cloudmgr {
 
@@ -132,6 +134,41 @@ struct Manager::Impl {
 
   // Kept even before the host's record arrives (topics are not ordered with each other);
   // host_images() shows online hosts' only.
+  // Images on their way from hosts ("vm.capture"), by transfer id.
+  struct CaptureSink {
+    int fd = -1;
+    std::string path;
+    std::uint64_t received_bytes = 0;
+    bool failed = false;
+    bool ended = false;
+    std::uint64_t size_bytes = 0;
+    std::string sha256;
+  };
+  std::mutex capture_mutex;
+  std::condition_variable capture_cv;
+  std::map<std::string, CaptureSink> captures;  // GUARDED_BY(capture_mutex)
+
+  void on_chunk(const ImageChunk& chunk) {
+    {
+      const std::lock_guard lock(capture_mutex);
+      auto it = captures.find(chunk.transfer_id);
+      if (it == captures.end() || it->second.ended) {
+        return;
+      }
+      CaptureSink& sink = it->second;
+      if (chunk.data.empty()) {
+        sink.ended = true;
+        sink.size_bytes = chunk.offset_bytes;
+        sink.sha256 = chunk.sha256;
+      } else if (image::pwrite_all(sink.fd, chunk.data.data(), chunk.data.size(), chunk.offset_bytes, sink.path).ok()) {
+        sink.received_bytes += chunk.data.size();
+      } else {
+        sink.failed = true;
+      }
+    }
+    capture_cv.notify_all();
+  }
+
   void on_images(const HostImages& i) {
     {
       const std::lock_guard lock(mutex);
@@ -583,6 +620,7 @@ Result<std::unique_ptr<Manager>> Manager::open(ManagerOptions options) {
     cb.on_sample = [self](const HostSample& s) { self->on_sample(s); };
   }
   cb.on_images = [self](const HostImages& i) { self->on_images(i); };
+  cb.on_chunk = [self](const ImageChunk& c) { self->on_chunk(c); };
   CLOUDMGR_ASSIGN_OR_RETURN(impl->link, impl->transport->open_manager(impl->options.name, std::move(cb)));
   try {
     for (int i = 0; i < 4; ++i) {
@@ -884,6 +922,123 @@ Result<CreateVmsResult> Manager::create_vms(const CreateVmsRequest& request) {
     return self->link->send_chunk(chunk, to, deadline);
   };
   return provision_vms(*this, *store, send, request);
+}
+
+namespace {
+
+// The template spec of a VM, as its host publishes it.
+TemplateSpec spec_of(const VmInfo& vm, const DiskInfo& disk) {
+  TemplateSpec spec{.vcpus = std::max(vm.vcpus, 1U),
+                    .memory_bytes = std::max(vm.memory_bytes, vm.max_memory_bytes),
+                    .description = vm.description};
+  for (const DiskBus b : {DiskBus::kVirtio, DiskBus::kSata, DiskBus::kScsi, DiskBus::kIde}) {
+    if (to_string(b) == disk.bus) {
+      spec.base_disk_bus = b;
+    }
+  }
+  for (const NicInfo& n : vm.nics) {
+    NicSpec nic{.source = n.source, .model = n.model.empty() ? "virtio" : n.model};
+    if (n.type == "bridge") {
+      nic.type = NicType::kBridge;
+    } else if (n.type == "ethernet") {
+      nic.type = NicType::kEthernet;
+    } else if (n.type != "network") {
+      continue;  // a kind a template cannot name (user, direct, ...): left out
+    }
+    spec.nics.push_back(std::move(nic));
+  }
+  return spec;
+}
+
+}  // namespace
+
+Result<TemplateInfo> Manager::capture_template(const std::string& host_id, const std::string& vm,
+                                               const std::string& name, const ExecuteOptions& options) {
+  CLOUDMGR_ASSIGN_OR_RETURN(spi::TemplateStore * store, impl_->template_store());
+  CLOUDMGR_RETURN_IF_ERROR(validate_template_name(name));
+  std::optional<VmInfo> info;
+  for (const VmView& v : vms(host_id)) {
+    if (v.vm.name == vm || v.vm.uuid == vm) {
+      info = v.vm;
+    }
+  }
+  if (!info) {
+    return not_found_error(fmt::format("host '{}' has no VM '{}'", host_id, vm));
+  }
+  const auto disk = std::find_if(info->disks.begin(), info->disks.end(),
+                                 [](const DiskInfo& d) { return d.device == "disk" && !d.source.empty(); });
+  if (disk == info->disks.end()) {
+    return failed_precondition_error(fmt::format("VM '{}' on host '{}' has no disk to capture", vm, host_id));
+  }
+  const TemplateSpec spec = spec_of(*info, *disk);
+  CLOUDMGR_RETURN_IF_ERROR(validate_template_spec(spec).with_context(fmt::format("the spec of VM '{}'", vm)));
+
+  CLOUDMGR_ASSIGN_OR_RETURN(const std::string path, store->incoming_path());
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ::unlink(path.c_str());
+    return internal_error(fmt::format("cannot open '{}' for the captured image", path));
+  }
+  const std::string transfer = random_uuid();
+  {
+    const std::lock_guard lock(impl_->capture_mutex);
+    impl_->captures[transfer] = {.fd = fd, .path = path};
+  }
+  const auto finish = [&](Status s) -> Status {
+    {
+      const std::lock_guard lock(impl_->capture_mutex);
+      impl_->captures.erase(transfer);
+    }
+    ::close(fd);
+    if (!s.ok()) {
+      ::unlink(path.c_str());
+    }
+    return s;
+  };
+  const std::int64_t deadline = now_ns() + static_cast<std::int64_t>(options.timeout.count()) * 1'000'000;
+  auto r = execute(Target::host(host_id), "vm.capture", {{"vm", vm}, {"transfer", transfer}}, options);
+  if (!r.ok()) {
+    return finish(r.status());
+  }
+  if (!r->hosts.at(0).status.ok()) {
+    return finish(r->hosts[0].status);
+  }
+  Impl::CaptureSink sink;
+  {
+    std::unique_lock lock(impl_->capture_mutex);
+    const bool ended =
+        impl_->capture_cv.wait_for(lock, std::chrono::nanoseconds(std::max<std::int64_t>(0, deadline - now_ns())),
+                                   [&] { return impl_->captures.at(transfer).ended; });
+    sink = impl_->captures.at(transfer);
+    if (!ended) {
+      lock.unlock();
+      return finish(deadline_exceeded_error(
+          fmt::format("the image of VM '{}' did not arrive in time ({} bytes)", vm, sink.received_bytes)));
+    }
+  }
+  if (sink.failed) {
+    return finish(internal_error(fmt::format("writing the image of VM '{}' to '{}' failed", vm, path)));
+  }
+  if (::ftruncate(fd, static_cast<off_t>(sink.size_bytes)) != 0 || !image::sync_file_and_dir(fd, path).ok()) {
+    return finish(internal_error(fmt::format("cannot size and sync '{}'", path)));
+  }
+  CLOUDMGR_RETURN_IF_ERROR(finish({}));  // the store takes the file; a failed import leaves it to us
+  auto t = store->import({.name = name,
+                          .spec = spec,
+                          .image_path = path,
+                          .format = ImageFormat::kQcow2,
+                          .origin = fmt::format("capture {}/{}", host_id, info->name),
+                          .take_file = true});
+  if (!t.ok()) {
+    ::unlink(path.c_str());
+    return t.status();
+  }
+  if (t->image.sha256 != sink.sha256) {
+    (void)store->remove(t->ref());
+    return data_loss_error(fmt::format("the image of VM '{}' arrived with SHA-256 {}, but host '{}' sent {}; discarded",
+                                       vm, t->image.sha256, host_id, sink.sha256));
+  }
+  return t;
 }
 
 Result<CommandResult> Manager::delete_vm(const std::string& host_id, const std::string& vm, bool force,

@@ -1,11 +1,15 @@
 #include "core/provisioner.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <filesystem>
 
 #include <fmt/format.h>
 
 #include "core/status_macros.h"
+#include "image/image_io.h"
 
 namespace cloudmgr {
 
@@ -193,6 +197,74 @@ Status Provisioner::remove_vm(const VmRef& ref, bool force) {
     }
   }
   return first;
+}
+
+Result<ImageInfo> Provisioner::capture(const VmRef& ref, const std::string& transfer,
+                                       const std::function<Status(const ImageChunk&)>& send) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_uuid(transfer).with_context("transfer"));
+  CLOUDMGR_ASSIGN_OR_RETURN(const VmInfo vm, hv_.get_vm(ref));
+  if (vm.state != VmState::kShutOff) {
+    return failed_precondition_error(fmt::format("VM '{}' on host '{}' is {}: only a shut-off VM is captured", vm.name,
+                                                 host_id_, to_string(vm.state)));
+  }
+  const auto disk = std::find_if(vm.disks.begin(), vm.disks.end(),
+                                 [](const DiskInfo& d) { return d.device == "disk" && !d.source.empty(); });
+  if (disk == vm.disks.end()) {
+    return failed_precondition_error(fmt::format("VM '{}' on host '{}' has no disk to capture", vm.name, host_id_));
+  }
+  // A standalone copy in the pool (libvirt flattens the backing chain), read and removed.
+  const std::string name = "capture-" + transfer + ".qcow2";
+  CLOUDMGR_ASSIGN_OR_RETURN(const VolumeInfo copy, hv_.clone_volume(pool_, name, disk->source));
+  struct Remove {
+    Hypervisor& hv;
+    const std::string& pool;
+    const std::string& name;
+    ~Remove() { (void)hv.delete_volume(pool, name); }
+  } remove{hv_, pool_, name};
+  auto probe = image::probe(copy.path);
+  if (!probe.ok()) {
+    return probe.status().code() == StatusCode::kNotFound
+               ? unimplemented_error(fmt::format("host '{}': the hypervisor made no file for the copy of '{}' (a "
+                                                 "simulated host keeps its disks in memory)",
+                                                 host_id_, disk->source))
+               : probe.status();
+  }
+  const int fd = ::open(copy.path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return internal_error(fmt::format("cannot open '{}'", copy.path));
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  CLOUDMGR_ASSIGN_OR_RETURN(const std::vector<image::Extent> extents,
+                            image::data_extents(fd, probe->size_bytes, copy.path));
+  image::Sha256 hash;
+  std::uint64_t pos = 0;
+  ImageChunk chunk{.transfer_id = transfer};
+  for (const auto& e : extents) {
+    hash.update_zeros(e.offset - pos);
+    for (std::uint64_t at = e.offset; at < e.offset + e.length;) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kImageChunkBytes, e.offset + e.length - at));
+      chunk.offset_bytes = at;
+      chunk.data.resize(n);
+      CLOUDMGR_RETURN_IF_ERROR(image::pread_all(fd, chunk.data.data(), n, at, copy.path));
+      hash.update(chunk.data.data(), n);
+      CLOUDMGR_RETURN_IF_ERROR(send(chunk));
+      at += n;
+    }
+    pos = e.offset + e.length;
+  }
+  hash.update_zeros(probe->size_bytes - pos);
+  ImageInfo info{.sha256 = hash.hex_digest(),
+                 .format = probe->format,
+                 .size_bytes = probe->size_bytes,
+                 .virtual_size_bytes = probe->virtual_size_bytes};
+  chunk.offset_bytes = info.size_bytes;
+  chunk.sha256 = info.sha256;
+  chunk.data.clear();
+  CLOUDMGR_RETURN_IF_ERROR(send(chunk));  // the end
+  return info;
 }
 
 HostImages Provisioner::images(const std::vector<VmInfo>& vms, std::int64_t now) const {

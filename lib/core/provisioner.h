@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,14 @@ class Provisioner {
   // Removes a VM (powered off first when `force`; kFailedPrecondition when it runs and not
   // forced) and the volumes in the pool that its disks use (never a base image).
   Status remove_vm(const VmRef& vm, bool force);
+
+  // Sends a shut-off VM's first disk, flattened into one standalone qcow2 (its backing chain
+  // read through), as ImageChunk pieces of `transfer` through `send`, then the end piece (no
+  // data; offset = length, sha256 of the whole file). Returns the image sent.
+  // kFailedPrecondition for a VM that is not shut off or has no disk; kUnimplemented when the
+  // hypervisor makes no file (libvirt's test driver keeps volumes in memory).
+  Result<ImageInfo> capture(const VmRef& vm, const std::string& transfer,
+                            const std::function<Status(const ImageChunk&)>& send);
 
   // The host's cached images, each with the VMs (of `vms`) that use it.
   HostImages images(const std::vector<VmInfo>& vms, std::int64_t now_ns) const;

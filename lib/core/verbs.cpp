@@ -55,6 +55,7 @@ const std::vector<VerbSpec>& verbs() {
        {"start"},
        {"name"}},
       {"vm.delete", "remove a VM with the disks provisioned for it", {"vm"}, {"force"}, {}},
+      {"vm.capture", "send a stopped VM's first disk, flattened, to the managers", {"vm", "transfer"}, {}, {}},
   };
   return table;
 }

@@ -83,10 +83,10 @@ void Sha256::update(const void* data, std::size_t size) {
 }
 
 void Sha256::update_zeros(std::uint64_t count) {
-  static const std::array<unsigned char, 64 * 1024> kZeros{};
+  static const std::array<unsigned char, std::size_t{64} * 1024> zeros{};
   while (count > 0) {
-    const std::size_t n = count < kZeros.size() ? static_cast<std::size_t>(count) : kZeros.size();
-    update(kZeros.data(), n);
+    const std::size_t n = count < zeros.size() ? static_cast<std::size_t>(count) : zeros.size();
+    update(zeros.data(), n);
     count -= n;
   }
 }
@@ -98,7 +98,7 @@ std::string Sha256::hex_digest() {
     return "sha256-unavailable";  // never a valid digest: it matches nothing
   }
   std::string out;
-  out.reserve(2U * len);
+  out.reserve(std::size_t{2} * len);
   for (unsigned int i = 0; i < len; ++i) {
     out += fmt::format("{:02x}", md.at(i));
   }

@@ -421,6 +421,42 @@ TEST_F(TemplatesCloud, DeleteIsRefusedWhileVmsUseTheTemplate) {
   EXPECT_EQ(image_files("node1", "base-").size(), 1U);
 }
 
+TEST_F(TemplatesCloud, CaptureNeedsAStoppedVmAndRealDisks) {
+  start_agent("node1");
+  ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());
+  import("web");
+  ASSERT_TRUE(manager().create_vms({.name = "web1", .template_ref = {"web", 0}, .start = true}).ok());
+  ASSERT_TRUE(manager().wait_until([](const Manager& m) { return m.vms().size() == 3; }, milliseconds(5000)).ok());
+  const ExecuteOptions quick{.timeout = milliseconds(10'000)};
+  auto running = manager().capture_template("node1", "web1", "cap", quick);
+  EXPECT_EQ(running.status().code(), StatusCode::kFailedPrecondition) << running.status();
+  EXPECT_NE(running.status().message().find("only a shut-off VM is captured"), std::string::npos) << running.status();
+  auto missing = manager().capture_template("node1", "nosuch", "cap", quick);
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound) << missing.status();
+  auto bad_name = manager().capture_template("node1", "web1", "bad name", quick);
+  EXPECT_EQ(bad_name.status().code(), StatusCode::kInvalidArgument) << bad_name.status();
+  // Stopped: the simulated host's disks are records in memory, not files; it says so.
+  ASSERT_TRUE(manager().execute(Target::host("node1"), "vm.destroy", {{"vm", "web1"}}).ok());
+  ASSERT_TRUE(manager()
+                  .wait_until(
+                      [](const Manager& m) {
+                        for (const auto& v : m.vms("node1")) {
+                          if (v.vm.name == "web1") {
+                            return v.vm.state == VmState::kShutOff;
+                          }
+                        }
+                        return false;
+                      },
+                      milliseconds(5000))
+                  .ok());
+  auto simulated = manager().capture_template("node1", "web1", "cap", quick);
+  EXPECT_EQ(simulated.status().code(), StatusCode::kUnimplemented) << simulated.status();
+  EXPECT_EQ(manager().get_template({"cap", 0}).status().code(), StatusCode::kNotFound) << "nothing was kept";
+  auto store = spi::open_template_store((root_ / "store").string());
+  ASSERT_TRUE(store.ok());
+  EXPECT_TRUE(fs::is_empty(root_ / "store" / "tmp")) << "the incoming file was removed";
+}
+
 TEST_F(TemplatesCloud, TheCacheSurvivesAnAgentRestart) {
   start_agent("node1");
   ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());

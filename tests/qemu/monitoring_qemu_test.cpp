@@ -265,6 +265,10 @@ class MonitoringQemu : public ::testing::Test {
       const Status s = hv_->undefine_vm(VmRef::by_name(name_), {.force = true});
       EXPECT_TRUE(s.ok()) << "undefining " << name_ << ": " << s;
     }
+    if (hv_ && !pool_.empty()) {
+      const Status s = hv_->remove_pool(pool_);
+      EXPECT_TRUE(s.ok() || s.code() == StatusCode::kNotFound) << "removing pool " << pool_ << ": " << s;
+    }
     hv_.reset();
     std::error_code ec;
     fs::remove_all(image_dir_, ec);
@@ -313,6 +317,7 @@ class MonitoringQemu : public ::testing::Test {
 
   std::string name_;
   std::string tap_;
+  std::string pool_;
   fs::path image_dir_;
   fs::path state_dir_;
   std::unique_ptr<Hypervisor> hv_;
@@ -367,6 +372,8 @@ TEST_F(MonitoringQemu, PublishedRatesAgreeWithVirshDomstats) {
   options.state_dir = state_dir_.string();
   options.transport = transport;
   options.sample_ms = kSampleMs;
+  options.storage_pool = "cloudmgr-mqt-" + name_.substr(3);  // the agent's template pool: removed in TearDown
+  pool_ = options.storage_pool;
   auto agent = Agent::start(options);
   ASSERT_TRUE(agent.ok()) << agent.status();
   agent_ = std::move(*agent);

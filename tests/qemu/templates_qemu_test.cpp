@@ -188,7 +188,42 @@ TEST_F(TemplatesQemu, CloneBootsUnderQemuAndDeletingItKeepsTheBase) {
   auto again = manager_->create_vms({.name = name + "2", .template_ref = {"tiny", 0}});
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_TRUE(again->image_sent_to.empty());
+
+  // Capture: the stopped clone, flattened, becomes a template of its own: a standalone qcow2
+  // with what the clone's guest sees (the base, plus 64 KiB written into the clone here, as a
+  // guest would), which boots in turn.
+  const fs::path clone2 = image_dir_ / (name + "2.qcow2");
+  auto [wrc, wout] = capture("qemu-io -f qcow2 -c 'write -P 0x5a 512k 64k' '" + clone2.string() + "'");
+  ASSERT_EQ(wrc, 0) << wout;
+  auto captured = manager_->capture_template(kHostId, name + "2", "captured", {.timeout = milliseconds(120'000)});
+  ASSERT_TRUE(captured.ok()) << captured.status();
+  EXPECT_EQ(captured->version, 1U);
+  EXPECT_EQ(captured->image.format, ImageFormat::kQcow2);
+  EXPECT_EQ(captured->origin, "capture " + std::string(kHostId) + "/" + name + "2");
+  EXPECT_EQ(captured->spec.vcpus, 1U);
+  EXPECT_EQ(captured->spec.memory_bytes, 64 * kMiB);
+  auto store = spi::open_template_store((work_ / "store").string());
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto file = (*store)->image(captured->image.sha256);
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto [crc, cinfo] = capture("qemu-img info -U --output=json '" + file->path + "'");
+  ASSERT_EQ(crc, 0) << cinfo;
+  EXPECT_FALSE(nlohmann::json::parse(cinfo).contains("backing-filename")) << "a captured base must stand alone";
+  auto [cmp, cmp_out] = capture("qemu-img compare -q -U '" + file->path + "' '" + clone2.string() + "'");
+  EXPECT_EQ(cmp, 0) << "the capture differs from what the guest saw: " << cmp_out;
+  auto [cmp_base, cmp_base_out] = capture("qemu-img compare -q -U '" + file->path + "' '" + base.string() + "'");
+  EXPECT_EQ(cmp_base, 256) << "the clone's own write is missing from the capture: " << cmp_base_out;
+  EXPECT_NE(captured->image.sha256, t->image.sha256);
   EXPECT_TRUE(manager_->delete_vm(kHostId, name + "2", true).ok());
+  EXPECT_TRUE(fs::path(image_dir_).has_filename());
+  for (const auto& e : fs::directory_iterator(image_dir_)) {
+    EXPECT_FALSE(e.path().filename().string().starts_with("capture-")) << "the capture's copy stayed: " << e.path();
+  }
+  auto from_capture = manager_->create_vms({.name = name + "3", .template_ref = {"captured", 0}, .start = true});
+  ASSERT_TRUE(from_capture.ok()) << from_capture.status();
+  EXPECT_EQ(from_capture->image_sent_to, std::vector<std::string>{kHostId});
+  EXPECT_EQ(from_capture->vms[0].vm.state, VmState::kRunning);
+  EXPECT_TRUE(manager_->delete_vm(kHostId, name + "3", true).ok());
 }
 
 }  // namespace

@@ -267,7 +267,7 @@ _cloudctl() {
     2) case $prev in
          host) COMPREPLY=($(compgen -W "show ps reboot" -- "$cur")) ;;
          vm) COMPREPLY=($(compgen -W "list show define create delete start shutdown destroy reboot reset suspend resume undefine autostart" -- "$cur")) ;;
-         template) COMPREPLY=($(compgen -W "import import-export list show versions delete export verify" -- "$cur")) ;;
+         template) COMPREPLY=($(compgen -W "import import-export capture list show versions delete export verify" -- "$cur")) ;;
          group) COMPREPLY=($(compgen -W "list add remove" -- "$cur")) ;;
          snapshot) COMPREPLY=($(compgen -W "create list revert delete" -- "$cur")) ;;
          monitor) COMPREPLY=($(compgen -W "hosts history chart" -- "$cur")) ;;

@@ -17,7 +17,6 @@ namespace cloudctl {
 
 namespace {
 
-using cloudmgr::ImageFormat;
 using cloudmgr::TemplateInfo;
 using cloudmgr::TemplateRef;
 using cloudmgr::TemplateSpec;
@@ -533,6 +532,45 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
       return;
     }
     std::printf("%s: image intact\n", ref_text.c_str());
+    rc = kExitOk;
+  });
+
+  static std::string cap_name;
+  static std::string cap_host;
+  static std::string cap_vm;
+  auto* cap = tpl->add_subcommand("capture", "make a template (or its next version) from a shut-off VM's disk");
+  cap->add_option("name", cap_name, "template name")->required();
+  cap->add_option("--vm", cap_vm, "the VM (name or uuid)")->required();
+  cap->add_option("--host", cap_host, "the VM's host (default: the one that has it)");
+  cap->callback([&] {
+    Session s(o);
+    if (Status st = s.open(cap_host.empty() ? std::nullopt : std::optional(cap_host)); !st.ok()) {
+      rc = fail(st);
+      return;
+    }
+    std::string host = cap_host;
+    if (host.empty()) {
+      auto h = host_of_vm(s.m(), cap_vm);
+      if (!h.ok()) {
+        rc = fail(h.status());
+        return;
+      }
+      host = *h;
+    }
+    // A disk may take a while to flatten and send: at least ten minutes.
+    const auto timeout = std::max(milliseconds(static_cast<std::int64_t>(o.timeout_s * 1000)), milliseconds(600'000));
+    auto t = s.m().capture_template(host, cap_vm, cap_name, {.timeout = timeout});
+    if (!t.ok()) {
+      rc = fail(t.status());
+      return;
+    }
+    if (o.json) {
+      print_json(info_json(*t));
+    } else {
+      std::printf("captured %s:%u from %s/%s  image %s (%s, disk %s)\n", t->name.c_str(), t->version, host.c_str(),
+                  cap_vm.c_str(), t->image.sha256.c_str(), cloudmgr::format_bytes(t->image.size_bytes).c_str(),
+                  cloudmgr::format_bytes(t->image.virtual_size_bytes).c_str());
+    }
     rc = kExitOk;
   });
 

@@ -1,5 +1,6 @@
-// cloudctl's template commands: the store (template import, list, show, versions, delete,
-// export, verify), the hosts' caches (images), and provisioning (vm create, vm delete).
+// cloudctl's template commands: the store (template import, import-export, capture, list,
+// show, versions, delete, export, verify), the hosts' caches (images), and provisioning
+// (vm create, vm delete).
 #pragma once
 
 #include <CLI/CLI.hpp>
