@@ -257,6 +257,33 @@ TEST_F(TemplatesCloud, CreateSendsTheBaseOnceAndClonesIt) {
   EXPECT_EQ(again->vms[0].vm.state, VmState::kRunning);
 }
 
+TEST_F(TemplatesCloud, EachInstanceGetsItsOwnNameUuidAndMacs) {
+  start_agent("node1");
+  ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(5000)).ok());
+  TemplateSpec spec{.vcpus = 1, .memory_bytes = 256 * kMiB};
+  spec.nics.push_back({.source = "default"});
+  spec.nics.push_back({.type = NicType::kBridge, .source = "br0", .model = "e1000"});
+  ASSERT_TRUE(manager().import_template({.name = "net", .spec = spec, .image_path = make_raw_image("n.img")}).ok());
+  auto r = manager().create_vms({.name = "n", .template_ref = {"net", 0}, .count = 3});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->vms.size(), 3U);
+  std::set<std::string> uuids;
+  std::set<std::string> macs;
+  for (const auto& v : r->vms) {
+    uuids.insert(v.vm.uuid);
+    ASSERT_EQ(v.vm.nics.size(), 2U);
+    EXPECT_EQ(v.vm.nics[1].type, "bridge");
+    EXPECT_EQ(v.vm.nics[1].source, "br0");
+    EXPECT_EQ(v.vm.nics[1].model, "e1000");
+    for (const auto& n : v.vm.nics) {
+      EXPECT_TRUE(validate_mac(n.mac).ok()) << n.mac;
+      macs.insert(n.mac);
+    }
+  }
+  EXPECT_EQ(uuids.size(), 3U);
+  EXPECT_EQ(macs.size(), 6U) << "every NIC of every instance has a MAC of its own";
+}
+
 TEST_F(TemplatesCloud, PackFillsOneHostSpreadUsesAll) {
   start_agent("node1", {"web"});
   start_agent("node2", {"web"});
