@@ -237,26 +237,15 @@ Result<ImageInfo> Provisioner::capture(const VmRef& ref, const std::string& tran
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
-  CLOUDMGR_ASSIGN_OR_RETURN(const std::vector<image::Extent> extents,
-                            image::data_extents(fd, probe->size_bytes, copy.path));
-  image::Sha256 hash;
-  std::uint64_t pos = 0;
   ImageChunk chunk{.transfer_id = transfer};
-  for (const auto& e : extents) {
-    hash.update_zeros(e.offset - pos);
-    for (std::uint64_t at = e.offset; at < e.offset + e.length;) {
-      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(kImageChunkBytes, e.offset + e.length - at));
-      chunk.offset_bytes = at;
-      chunk.data.resize(n);
-      CLOUDMGR_RETURN_IF_ERROR(image::pread_all(fd, chunk.data.data(), n, at, copy.path));
-      hash.update(chunk.data.data(), n);
-      CLOUDMGR_RETURN_IF_ERROR(send(chunk));
-      at += n;
-    }
-    pos = e.offset + e.length;
-  }
-  hash.update_zeros(probe->size_bytes - pos);
-  ImageInfo info{.sha256 = hash.hex_digest(),
+  CLOUDMGR_ASSIGN_OR_RETURN(std::string sha,
+                            image::read_pieces(fd, probe->size_bytes, copy.path, kImageChunkBytes,
+                                               [&](std::uint64_t offset, const std::vector<std::uint8_t>& piece) {
+                                                 chunk.offset_bytes = offset;
+                                                 chunk.data = piece;
+                                                 return send(chunk);
+                                               }));
+  ImageInfo info{.sha256 = std::move(sha),
                  .format = probe->format,
                  .size_bytes = probe->size_bytes,
                  .virtual_size_bytes = probe->virtual_size_bytes};

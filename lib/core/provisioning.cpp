@@ -109,31 +109,18 @@ Status send_image(Manager& m, spi::TemplateStore& store, const ChunkSender& send
     progress(fmt::format("sending the base image of {} ({}, {} of data) to {}", t.ref().to_string(),
                          format_bytes(file.info.size_bytes), format_bytes(data_bytes), fmt::join(receiving, ", ")));
   }
-  image::Sha256 hash;
-  std::uint64_t pos = 0;
   ImageChunk chunk{.transfer_id = transfer, .sha256 = t.image.sha256};
-  for (const auto& e : extents) {
-    hash.update_zeros(e.offset - pos);
-    for (std::uint64_t at = e.offset; at < e.offset + e.length;) {
-      const std::size_t n =
-          static_cast<std::size_t>(std::min<std::uint64_t>(kImageChunkBytes, e.offset + e.length - at));
-      chunk.offset_bytes = at;
-      chunk.data.resize(n);
-      if (Status s = image::pread_all(fd, chunk.data.data(), n, at, file.path); !s.ok()) {
-        abort_all();
-        return s.with_context(fmt::format("template {}", t.ref().to_string()));
-      }
-      hash.update(chunk.data.data(), n);
-      if (Status s = send(chunk, receiving, deadline.at_ns); !s.ok()) {
-        abort_all();
-        return s.with_context(fmt::format("sending the base image of {}", t.ref().to_string()));
-      }
-      at += n;
-    }
-    pos = e.offset + e.length;
+  auto read = image::read_pieces(fd, file.info.size_bytes, file.path, kImageChunkBytes,
+                                 [&](std::uint64_t offset, const std::vector<std::uint8_t>& piece) {
+                                   chunk.offset_bytes = offset;
+                                   chunk.data = piece;
+                                   return send(chunk, receiving, deadline.at_ns);
+                                 });
+  if (!read.ok()) {
+    abort_all();
+    return read.status().with_context(fmt::format("sending the base image of {}", t.ref().to_string()));
   }
-  hash.update_zeros(file.info.size_bytes - pos);
-  if (const std::string sha = hash.hex_digest(); sha != t.image.sha256) {
+  if (const std::string& sha = *read; sha != t.image.sha256) {
     abort_all();
     return data_loss_error(fmt::format(
         "template {}: its image in the store is corrupt (SHA-256 {}, expected {}); it was not used, nothing was made",

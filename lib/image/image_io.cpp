@@ -189,23 +189,24 @@ Result<std::string> sha256_file(const std::string& path) {
   if (::fstat(fd.fd, &st) != 0) {
     return io_error("cannot stat", path, errno);
   }
-  const auto size = static_cast<std::uint64_t>(st.st_size);
-  auto extents = data_extents(fd.fd, size, path);
-  if (!extents.ok()) {
-    return extents.status();
-  }
+  return read_pieces(fd.fd, static_cast<std::uint64_t>(st.st_size), path, kBufferBytes,
+                     [](std::uint64_t, const std::vector<std::uint8_t>&) { return Status(); });
+}
+
+Result<std::string> read_pieces(int fd, std::uint64_t size, const std::string& path, std::size_t piece_bytes,
+                                const std::function<Status(std::uint64_t, const std::vector<std::uint8_t>&)>& fn) {
+  CLOUDMGR_ASSIGN_OR_RETURN(const std::vector<Extent> extents, data_extents(fd, size, path));
   Sha256 hash;
-  std::vector<unsigned char> buf(kBufferBytes);
+  std::vector<std::uint8_t> piece;
   std::uint64_t pos = 0;
-  for (const Extent& e : *extents) {
+  for (const Extent& e : extents) {
     hash.update_zeros(e.offset - pos);
-    std::uint64_t left = e.length;
-    std::uint64_t at = e.offset;
-    while (left > 0) {
-      const std::size_t n = left < buf.size() ? static_cast<std::size_t>(left) : buf.size();
-      CLOUDMGR_RETURN_IF_ERROR(pread_all(fd.fd, buf.data(), n, at, path));
-      hash.update(buf.data(), n);
-      left -= n;
+    for (std::uint64_t at = e.offset; at < e.offset + e.length;) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(piece_bytes, e.offset + e.length - at));
+      piece.resize(n);
+      CLOUDMGR_RETURN_IF_ERROR(pread_all(fd, piece.data(), n, at, path));
+      hash.update(piece.data(), n);
+      CLOUDMGR_RETURN_IF_ERROR(fn(at, piece));
       at += n;
     }
     pos = e.offset + e.length;

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -51,6 +52,12 @@ struct Probe {
 // kNotFound (no such file), kFailedPrecondition (not a regular file), kInvalidArgument (a
 // qcow2 header that is cut short or of an unknown version), kInternal (I/O).
 Result<Probe> probe(const std::string& path);
+
+// Reads the data extents of an open file of `size` bytes in pieces of at most `piece_bytes`,
+// calling `fn(offset, piece)` for each (holes are never read), and returns the SHA-256 of the
+// whole file (holes hashed as zeros). Stops at the first error `fn` returns.
+Result<std::string> read_pieces(int fd, std::uint64_t size, const std::string& path, std::size_t piece_bytes,
+                                const std::function<Status(std::uint64_t, const std::vector<std::uint8_t>&)>& fn);
 
 // SHA-256 of a whole file, holes hashed as zeros without reading them.
 Result<std::string> sha256_file(const std::string& path);

@@ -10,58 +10,10 @@
 #include <fmt/format.h>
 
 #include "driver/libvirt/domain_xml.h"  // xml_escape
+#include "driver/libvirt/xml_read.h"
 
 namespace cloudmgr::libvirt {
 namespace {
-
-using Doc = std::unique_ptr<xmlDoc, void (*)(xmlDocPtr)>;
-
-Result<Doc> parse_xml(std::string_view xml, std::string_view what) {
-  if (xml.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-    return invalid_argument_error(fmt::format("{} XML is too large", what));
-  }
-  xmlDocPtr doc = xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "libvirt.xml", nullptr,
-                                XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-  if (doc == nullptr || xmlDocGetRootElement(doc) == nullptr) {
-    xmlFreeDoc(doc);
-    return internal_error(fmt::format("libvirt returned {} XML that does not parse", what));
-  }
-  return Doc(doc, xmlFreeDoc);
-}
-
-bool named(xmlNodePtr node, const char* name) {
-  return node != nullptr && node->type == XML_ELEMENT_NODE &&
-         xmlStrEqual(node->name, reinterpret_cast<const xmlChar*>(name)) != 0;  // NOLINT
-}
-
-xmlNodePtr child(xmlNodePtr parent, const char* name) {
-  for (xmlNodePtr c = parent != nullptr ? parent->children : nullptr; c != nullptr; c = c->next) {
-    if (named(c, name)) {
-      return c;
-    }
-  }
-  return nullptr;
-}
-
-std::string text(xmlNodePtr node) {
-  if (node == nullptr) {
-    return {};
-  }
-  xmlChar* value = xmlNodeGetContent(node);
-  std::string out = value != nullptr ? reinterpret_cast<const char*>(value) : "";  // NOLINT
-  xmlFree(value);
-  return out;
-}
-
-std::string attr(xmlNodePtr node, const char* name) {
-  if (node == nullptr) {
-    return {};
-  }
-  xmlChar* value = xmlGetProp(node, reinterpret_cast<const xmlChar*>(name));       // NOLINT
-  std::string out = value != nullptr ? reinterpret_cast<const char*>(value) : "";  // NOLINT
-  xmlFree(value);
-  return out;
-}
 
 // Bytes per `unit` as libvirt's virScaleInteger reads it (case-insensitive): "", "b" and
 // "bytes" are 1; "k", "KiB" 1024; "KB" 1000; likewise m, g, t, p, e. 0 for anything else.
