@@ -9,6 +9,7 @@
 #include "cloudmgr/metrics.h"
 #include "cloudmgr/model.h"
 #include "cloudmgr/placement.h"
+#include "cloudmgr/pki.h"
 #include "cloudmgr/spi/hypervisor_driver.h"
 #include "cloudmgr/spi/metrics_store.h"
 #include "cloudmgr/spi/template_store.h"

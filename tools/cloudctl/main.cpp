@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "cloudctl/monitor.h"
+#include "cloudctl/pki.h"
 #include "cloudctl/session.h"
 #include "cloudctl/templates.h"
 #include "cloudmgr/cloudmgr.h"
@@ -290,6 +291,16 @@ int main(int argc, char** argv) {
     o.domain = static_cast<std::uint32_t>(std::strtoul(env, nullptr, 10));
   }
   app.add_option("--domain", o.domain, "DDS domain id (or $CLOUDMGR_DOMAIN)")->check(CLI::Range(0, 232));
+  // NOLINTBEGIN(concurrency-mt-unsafe): read before any thread starts
+  if (const char* env = std::getenv("CLOUDMGR_PKI")) {
+    o.pki = env;
+  }
+  if (const char* env = std::getenv("CLOUDMGR_IDENTITY"); env != nullptr && *env != '\0') {
+    o.identity = env;
+  }
+  // NOLINTEND(concurrency-mt-unsafe)
+  app.add_option("--pki", o.pki, "the cloud's PKI directory: run secured (or $CLOUDMGR_PKI; none: unsecured)");
+  app.add_option("--identity", o.identity, "the manager identity in the PKI (or $CLOUDMGR_IDENTITY; default admin)");
   app.add_option("--transport", o.transport, "dds (default)")->check(CLI::IsMember({"dds", "inproc"}));
   app.add_flag("--json", o.json, "JSON instead of tables");
   app.add_option("--timeout", o.timeout_s, "seconds a command may take (default 10)")->check(CLI::Range(0.1, 86400.0));
@@ -354,6 +365,7 @@ int main(int argc, char** argv) {
   auto* vm = app.add_subcommand("vm", "virtual machines");
   vm->require_subcommand(1);
   add_template_commands(app, *vm, o, rc);
+  add_pki_commands(app, o, rc);
   std::string name;
   Where where;
   auto* list = vm->add_subcommand("list", "VMs of the cloud, a host or a group");

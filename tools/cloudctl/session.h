@@ -43,6 +43,10 @@ struct Options {
   double discovery_s = 3;
   // The template store's directory: empty = the default (template_store_dir).
   std::string store;
+  // DDS-Security: the PKI directory (--pki, $CLOUDMGR_PKI; empty = unsecured) and the
+  // manager identity in it (--identity, $CLOUDMGR_IDENTITY, default "admin").
+  std::string pki;
+  std::string identity = "admin";
 };
 
 // --store, else $CLOUDMGR_TEMPLATES, else $XDG_DATA_HOME (or ~/.local/share)/cloudmgr/templates.
@@ -110,8 +114,10 @@ class Session {
     cloudmgr::spi::TransportConfig t;
     t.kind = o_.transport;
     t.domain_id = o_.domain;
+    t.pki_dir = o_.pki;
+    // Secured, the manager's name is its authenticated identity.
     auto opened = Manager::open({.transport = t,
-                                 .name = fmt::format("cloudctl-{}", getpid()),
+                                 .name = o_.pki.empty() ? fmt::format("cloudctl-{}", getpid()) : o_.identity,
                                  .samples = samples_,
                                  .inventory_path = inventory_path(o_),
                                  .template_dir = template_store_dir(o_)});

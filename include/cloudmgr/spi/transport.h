@@ -39,6 +39,15 @@ struct TransportConfig {
   // How often participants announce themselves (must be well under the lease: a few
   // announcements may be lost before the lease runs out).
   std::uint32_t announce_period_ms = 500;
+  // DDS-Security (docs/security.md): the cloud's PKI directory (cloudmgr/pki.h). Empty:
+  // unsecured; anyone who reaches the DDS network reads everything and commands every host,
+  // and the transport says so on stderr when it opens.
+  std::string pki_dir;
+  // This participant's identity in the PKI: "<role>.<name>" ("agent.node1",
+  // "manager.admin"). Agent and Manager fill it in when empty (agent.<host id>,
+  // manager.<name>). Secured, a link of another identity is refused: an agent link only
+  // for its own host, a manager link only under a manager identity.
+  std::string identity;
 };
 
 // An agent's side of the transport, for one host. Thread-safe.

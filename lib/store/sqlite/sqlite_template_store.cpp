@@ -69,63 +69,6 @@ TemplateStore::~TemplateStore() = default;
 
 namespace sqlite {
 
-StatusCode status_code_for_errno(int err) noexcept {
-  switch (err) {
-    case 0:
-      return StatusCode::kOk;
-    case ENOENT:
-    case ENOTDIR:
-      return StatusCode::kNotFound;
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return StatusCode::kPermissionDenied;
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-    case ENOMEM:
-    case EMFILE:
-    case ENFILE:
-      return StatusCode::kResourceExhausted;
-    case EEXIST:
-    case ENOTEMPTY:
-      return StatusCode::kAlreadyExists;
-    case EXDEV:
-      return StatusCode::kFailedPrecondition;
-    case EIO:
-    case EAGAIN:
-    case EBUSY:
-    case ETIMEDOUT:
-      return StatusCode::kUnavailable;
-    default:
-      return StatusCode::kInternal;
-  }
-}
-
-Status errno_error(int err, std::string_view what) {
-  const StatusCode code = status_code_for_errno(err);
-  if (code == StatusCode::kOk) {
-    return internal_error(fmt::format("{}: the system reported a failure without an error", what));
-  }
-  return {code, fmt::format("{}: {}", what, errno_text(err))};
-}
-
-Status openssl_error(std::string_view what) {
-  std::string text;
-  bool out_of_memory = false;
-  while (const unsigned long e = ERR_get_error()) {
-    std::array<char, 256> buf{};
-    ERR_error_string_n(e, buf.data(), buf.size());
-    text += text.empty() ? "" : "; ";
-    text += buf.data();
-    out_of_memory = out_of_memory || ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE;
-  }
-  if (text.empty()) {
-    text = "no error recorded by OpenSSL";
-  }
-  return {out_of_memory ? StatusCode::kResourceExhausted : StatusCode::kInternal, fmt::format("{}: {}", what, text)};
-}
-
 namespace {
 
 // --------------------------------------------------------------------------------------------

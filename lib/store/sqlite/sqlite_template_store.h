@@ -9,23 +9,15 @@
 
 #include "cloudmgr/status.h"
 #include "cloudmgr/templates.h"
+#include "core/errno_status.h"
+#include "crypto/openssl_error.h"
 
 namespace cloudmgr::sqlite {
 
-// The canonical code for the errno of a failed file operation: a missing file kNotFound, no
-// access kPermissionDenied, a full disk or quota (and out of memory or descriptors)
-// kResourceExhausted, a file that exists kAlreadyExists, another file system
-// kFailedPrecondition, an I/O error kUnavailable, anything else kInternal.
-StatusCode status_code_for_errno(int err) noexcept;
-
-// A Status for the failed call that set `err`: `what` (what we were doing, naming the file)
-// before the system's text. err 0 becomes kInternal.
-Status errno_error(int err, std::string_view what);
-
-// A Status for a failed OpenSSL call: `what` before the texts of OpenSSL's error queue,
-// which it drains (so that a later call does not report this failure). kResourceExhausted
-// when OpenSSL ran out of memory, kInternal otherwise.
-Status openssl_error(std::string_view what);
+// errno and OpenSSL failures as a Status (core/errno_status.h, crypto/openssl_error.h).
+using cloudmgr::errno_error;
+using cloudmgr::status_code_for_errno;
+using crypto::openssl_error;
 
 struct ImageProbe {
   ImageFormat format = ImageFormat::kRaw;

@@ -1,0 +1,13 @@
+// cloudctl's PKI commands: pki init, pki issue, pki show (docs/security.md).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "cloudctl/session.h"
+
+namespace cloudctl {
+
+// Adds "pki ..." to `app`; their exit code lands in `rc`.
+void add_pki_commands(CLI::App& app, Options& o, int& rc);
+
+}  // namespace cloudctl
