@@ -110,6 +110,10 @@ struct Command {
   Arguments arguments;
   std::int64_t issued_ns = 0;
   std::int64_t deadline_ns = 0;  // agents reject the command if it arrives later
+  // Set by the receiving transport, never sent: the certificate subject DDS-Security
+  // authenticated for the participant that wrote the command ("CN=admin, OU=manager,
+  // O=cloudmgr"), whatever `issuer` claims. Empty when security is off.
+  std::string authenticated_issuer;
 
   friend bool operator==(const Command&, const Command&) = default;
 };

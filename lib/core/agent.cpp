@@ -645,6 +645,9 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
     return invalid_argument_error("an agent needs a host id");
   }
   CLOUDMGR_RETURN_IF_ERROR(validate_host_id(options.hypervisor.host_id));
+  if (options.transport.identity.empty()) {
+    options.transport.identity = "agent." + options.hypervisor.host_id;
+  }
   for (const auto& g : options.groups) {
     CLOUDMGR_RETURN_IF_ERROR(validate_group_name(g));
   }

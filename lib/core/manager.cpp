@@ -603,6 +603,9 @@ Result<std::unique_ptr<Manager>> Manager::open(ManagerOptions options) {
   if (options.name.empty()) {
     options.name = fmt::format("manager-{}", getpid());
   }
+  if (options.transport.identity.empty()) {
+    options.transport.identity = "manager." + options.name;
+  }
   auto impl = std::make_shared<Impl>();
   impl->options = std::move(options);
   if (!impl->options.inventory_path.empty()) {

@@ -48,6 +48,8 @@ constexpr std::int64_t kSecondsPerDay = 86'400;
 // A certificate made now is valid from a little earlier, so that a host whose clock is a
 // few minutes behind the issuer's accepts it at once.
 constexpr std::int64_t kBackdateSeconds = 300;
+// The widest time-zone offset (UTC+14): see issue().
+constexpr std::int64_t kZoneSlackSeconds = 14 * 3600;
 
 // --------------------------------------------------------------------------------------------
 // OpenSSL objects, owned.
@@ -423,6 +425,9 @@ Result<X509Ptr> make_cert(const CertRequest& r) {
     CLOUDMGR_RETURN_IF_ERROR(add_extension(cert.get(), issuer, NID_basic_constraints, "critical,CA:FALSE"));
     CLOUDMGR_RETURN_IF_ERROR(
         add_extension(cert.get(), issuer, NID_key_usage, "critical,digitalSignature,keyAgreement"));
+    // clientAuth only: OpenSSL's S/MIME check then refuses documents signed with an identity
+    // key, a second wall besides the separate permissions CA.
+    CLOUDMGR_RETURN_IF_ERROR(add_extension(cert.get(), issuer, NID_ext_key_usage, "clientAuth"));
   }
   CLOUDMGR_RETURN_IF_ERROR(add_extension(cert.get(), issuer, NID_subject_key_identifier, "hash"));
   if (r.issuer != nullptr) {
@@ -646,6 +651,55 @@ Result<std::string> sign_document(std::string_view document, const std::string& 
   CLOUDMGR_ASSIGN_OR_RETURN(X509Ptr cert, load_cert(signer_cert_path));
   CLOUDMGR_ASSIGN_OR_RETURN(KeyPtr key, load_key(signer_key_path));
   return sign(document, cert.get(), key.get());
+}
+
+Result<std::array<std::uint8_t, 6>> participant_key_prefix(Role role, std::string_view name) {
+  CLOUDMGR_RETURN_IF_ERROR(validate_identity_name(name));
+  CLOUDMGR_ASSIGN_OR_RETURN(NamePtr subject, make_name(name, role));
+  std::array<unsigned char, EVP_MAX_MD_SIZE> md{};
+  unsigned int len = 0;
+  if (X509_NAME_digest(subject.get(), EVP_sha256(), md.data(), &len) != 1 || len < 6) {
+    return crypto::openssl_error("PKI: hashing a subject");
+  }
+  // PKI-DH: a 1 bit, then the first 47 bits of the hash.
+  std::array<std::uint8_t, 6> out{};
+  out[0] = static_cast<std::uint8_t>(0x80U | (md[0] >> 1U));
+  for (std::size_t i = 1; i < out.size(); ++i) {
+    out[i] = static_cast<std::uint8_t>(((static_cast<unsigned>(md[i - 1]) << 7U) | (md[i] >> 1U)) & 0xFFU);
+  }
+  return out;
+}
+
+Result<Subject> subject_of_participant(std::string_view claimed, const std::array<std::uint8_t, 6>& prefix) {
+  // "/O=cloudmgr/OU=<role>/CN=<name>": OpenSSL's one-line form, fields in certificate order.
+  std::vector<std::pair<std::string_view, std::string_view>> fields;
+  std::string_view rest = claimed;
+  while (!rest.empty()) {
+    if (rest.front() != '/') {
+      return invalid_argument_error(fmt::format("participant subject '{}' is not in one-line form", claimed));
+    }
+    rest.remove_prefix(1);
+    const std::size_t end = std::min(rest.find('/'), rest.size());
+    const std::string_view field = rest.substr(0, end);
+    const std::size_t eq = field.find('=');
+    if (eq == std::string_view::npos) {
+      return invalid_argument_error(fmt::format("participant subject '{}' is not in one-line form", claimed));
+    }
+    fields.emplace_back(field.substr(0, eq), field.substr(eq + 1));
+    rest.remove_prefix(end);
+  }
+  if (fields.size() != 3 || fields[0].first != "O" || fields[0].second != kOrganization || fields[1].first != "OU" ||
+      fields[2].first != "CN") {
+    return invalid_argument_error(fmt::format("participant subject '{}' is not a cloudmgr identity", claimed));
+  }
+  CLOUDMGR_ASSIGN_OR_RETURN(const Role role, parse_role(fields[1].second));
+  Subject out{role, std::string(fields[2].second)};
+  CLOUDMGR_ASSIGN_OR_RETURN(const auto expected, participant_key_prefix(out.role, out.name));
+  if (expected != prefix) {
+    return permission_denied_error(
+        fmt::format("participant claims '{}' but its GUID was not derived from that subject", claimed));
+  }
+  return out;
 }
 
 std::string_view to_string(Role role) noexcept { return role == Role::kManager ? "manager" : "agent"; }
@@ -1006,7 +1060,12 @@ Result<IssueResult> issue(const IssueOptions& options) {
                                                      .not_before = from,
                                                      .not_after = until,
                                                      .ca = false}));
-  const std::string document = permissions_document(options.role, options.name, from, until);
+  // Fast DDS 2.9.1 reads the permissions' dates in the local time zone of each node: a document
+  // valid from now would not be valid yet for up to 14 hours west of UTC. Its window opens 14 hours
+  // earlier than the certificate's (the certificate still bounds the identity), unless the caller
+  // gave the window.
+  const std::int64_t document_from = options.not_before_ns != 0 ? from : from - kZoneSlackSeconds;
+  const std::string document = permissions_document(options.role, options.name, document_from, until);
   CLOUDMGR_ASSIGN_OR_RETURN(const std::string signed_document,
                             sign(document, cas.permissions_ca.get(), keys.permissions_ca.get()));
   CLOUDMGR_ASSIGN_OR_RETURN(const std::string cert_text, cert_pem(cert.get()));

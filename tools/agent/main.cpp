@@ -102,6 +102,7 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
       o.transport.discovery = d == "star" ? cloudmgr::spi::TransportConfig::Discovery::kStar
                                           : cloudmgr::spi::TransportConfig::Discovery::kMulticast;
     }
+    if (j.contains("pki")) o.transport.pki_dir = j["pki"].get<std::string>();
     if (j.contains("lease_ms")) o.transport.agent_lease_ms = j["lease_ms"].get<std::uint32_t>();
     if (j.contains("announce_ms")) o.transport.announce_period_ms = j["announce_ms"].get<std::uint32_t>();
     if (j.contains("refresh_ms")) o.refresh_ms = j["refresh_ms"].get<std::uint32_t>();
@@ -147,7 +148,7 @@ int main(int argc, char** argv) {
   bool allow_reboot = false;
   std::optional<std::uint32_t> sample_ms, lease_ms, announce_ms;
   std::string history_raw, history_step, history_rollup;
-  std::string image_dir, storage_pool;
+  std::string image_dir, storage_pool, pki_dir;
   app.add_option("--config", config, "JSON config file (flags override it)");
   app.add_option("--host-id", host_id, "this host's cloud-wide id");
   app.add_option("--uri", uri, "libvirt URI of this host's hypervisor, e.g. qemu:///system");
@@ -155,6 +156,8 @@ int main(int argc, char** argv) {
   app.add_option("--state-dir", state_dir, "directory for groups and the command journal");
   app.add_option("--domain", domain_id, "DDS domain id");
   app.add_option("--transport", transport_kind, "dds (default) or inproc");
+  app.add_option("--pki", pki_dir,
+                 "the cloud's PKI directory: run secured as identity agent.HOST-ID (cloudctl pki issue agent HOST-ID)");
   app.add_flag("--allow-host-reboot", allow_reboot, "allow managers to reboot this host");
   app.add_option("--sample-ms", sample_ms, "monitoring tick in ms (default 1000; 0 = no monitoring)");
   app.add_option("--lease-ms", lease_ms, "offline after this long without announcements (default 2000)");
@@ -188,6 +191,7 @@ int main(int argc, char** argv) {
   if (!storage_pool.empty()) o.storage_pool = storage_pool;
   if (domain_id) o.transport.domain_id = *domain_id;
   if (!transport_kind.empty()) o.transport.kind = transport_kind;
+  if (!pki_dir.empty()) o.transport.pki_dir = pki_dir;
   if (allow_reboot) o.hypervisor.reboot.enabled = true;
   if (sample_ms) o.sample_ms = *sample_ms;
   if (lease_ms) o.transport.agent_lease_ms = *lease_ms;
