@@ -7,6 +7,9 @@
 //   groups.json      the host's groups (written atomically)
 //   commands.jsonl   one line per command received: executed at most once, even across
 //                    restarts; entries past their deadline are dropped at start
+//   audit.jsonl      every command received: when, its id, who sent it (the identity
+//                    DDS-Security authenticated), verb, arguments and outcome; append-only
+//                    (read it with read_audit_log, or through the bus with "host.audit")
 //   metrics.db       monitoring history (SQLite): raw ticks and rollups, bounded by the
 //                    retention (HistoryRetention), kept across restarts
 //   images/          the host's storage pool for templates (AgentOptions::image_dir):
@@ -18,6 +21,7 @@
 // and records it in its history, which managers query with the "monitor.history" verb.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -76,5 +80,12 @@ class CLOUDMGR_API Agent {
   explicit Agent(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// The entries of an agent's audit log (<state_dir>/audit.jsonl) received at or after
+// `since_ns`, oldest first, at most the newest `max_entries` (0: all). A line that does not
+// parse (a write a crash cut short) is skipped. kNotFound when there is no log, kUnavailable
+// when it cannot be read.
+CLOUDMGR_API Result<std::vector<AuditEntry>> read_audit_log(const std::string& path, std::int64_t since_ns,
+                                                            std::size_t max_entries);
 
 }  // namespace cloudmgr

@@ -118,6 +118,23 @@ struct Command {
   friend bool operator==(const Command&, const Command&) = default;
 };
 
+// One command as an agent's audit log recorded it (the "host.audit" verb, docs/security.md).
+struct AuditEntry {
+  std::int64_t received_ns = 0;  // when the agent received it (the agent's clock)
+  std::string command_id;
+  // The certificate subject DDS-Security authenticated for the sending participant
+  // ("CN=admin, OU=manager, O=cloudmgr"); empty when the agent ran without security.
+  std::string issuer;
+  std::string claimed_issuer;  // the issuer the command named (never verified)
+  Target target;
+  std::string verb;
+  Arguments arguments;
+  std::int64_t completed_ns = 0;  // 0: no outcome recorded (still running, or the agent stopped meanwhile)
+  Status result;
+
+  friend bool operator==(const AuditEntry&, const AuditEntry&) = default;
+};
+
 // One host's answer to one command.
 struct CommandReply {
   std::string command_id;
@@ -128,6 +145,7 @@ struct CommandReply {
   std::vector<SnapshotInfo> snapshots;  // "snapshot.list", "snapshot.create"
   std::vector<VmInfo> vms;              // "vm.define", "vm.show"
   std::vector<HistorySeries> history;   // "monitor.history"
+  std::vector<AuditEntry> audit;        // "host.audit", oldest first
 };
 
 // Nanoseconds since the Unix epoch, now.

@@ -22,6 +22,7 @@
 #include "cloudmgr/verbs.h"
 #include "cloudmgr/version.h"
 #include "core/arguments.h"
+#include "core/audit.h"
 #include "core/image_cache.h"
 #include "core/journal.h"
 #include "core/provisioner.h"
@@ -32,6 +33,11 @@
 namespace cloudmgr {
 
 namespace {
+
+// "host.audit" answers with the newest entries: this many unless asked, at most the maximum
+// (a reply of ~300 bytes per entry).
+constexpr std::uint64_t kAuditReplyEntries = 1000;
+constexpr std::uint64_t kAuditReplyEntriesMax = 10000;
 
 std::vector<std::string> normalized(std::vector<std::string> groups) {
   std::sort(groups.begin(), groups.end());
@@ -79,6 +85,8 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
   std::unique_ptr<spi::AgentLink> link;
   std::unique_ptr<spi::Subscription> events;
   std::unique_ptr<CommandJournal> journal;
+  std::unique_ptr<AuditLog> audit;
+  std::string audit_path;
   std::string groups_path;
 
   mutable std::mutex groups_mutex;
@@ -334,6 +342,10 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
         c = std::move(queue.front());
         queue.pop_front();
       }
+      // Every command received is in the audit log before anything else happens to it.
+      if (Status s = audit->received(c, now_ns()); !s.ok()) {
+        fmt::print(stderr, "agent {}: the audit log failed: {}\n", host_id(), s.message());
+      }
       try {
         handle(c);
       } catch (const std::exception& e) {  // a bug must not take the agent down
@@ -348,6 +360,9 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
   void send_reply(CommandReply reply) const {
     reply.host_id = host_id();
     reply.completed_ns = now_ns();
+    if (Status s = audit->result(reply.command_id, reply.status, reply.completed_ns); !s.ok()) {
+      fmt::print(stderr, "agent {}: the audit log failed: {}\n", host_id(), s.message());
+    }
     (void)link->reply(reply);  // a lost reply shows as "no reply" at the manager
   }
 
@@ -437,6 +452,16 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
       }
     } else if (v == "host.reboot") {
       s = hv->reboot_host();
+    } else if (v == "host.audit") {
+      const std::uint64_t since = a.u64_or("since_ns", 0);
+      const std::uint64_t max =
+          std::clamp<std::uint64_t>(a.u64_or("max_entries", kAuditReplyEntries), 1, kAuditReplyEntriesMax);
+      auto entries = read_audit_log(audit_path, static_cast<std::int64_t>(std::min<std::uint64_t>(since, INT64_MAX)),
+                                    static_cast<std::size_t>(max));
+      s = entries.status();
+      if (entries.ok()) {
+        out.audit = std::move(*entries);
+      }
     } else if (v == "group.join" || v == "group.leave") {
       const std::string g = a.text_or("group", "");
       const std::lock_guard change(group_change_mutex);
@@ -685,6 +710,8 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
     return persisted.status();
   }
   CLOUDMGR_ASSIGN_OR_RETURN(a.journal, CommandJournal::open(a.options.state_dir + "/commands.jsonl"));
+  a.audit_path = a.options.state_dir + "/audit.jsonl";
+  CLOUDMGR_ASSIGN_OR_RETURN(a.audit, AuditLog::open(a.audit_path));
   CLOUDMGR_ASSIGN_OR_RETURN(a.hv, Hypervisor::open(a.options.hypervisor));
   if (a.options.history && a.options.sample_ms > 0) {
     CLOUDMGR_ASSIGN_OR_RETURN(a.history, spi::open_metrics_store({.path = a.options.state_dir + "/metrics.db",

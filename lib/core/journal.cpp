@@ -21,6 +21,8 @@ std::string line_of(const nlohmann::json& j) {
   return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
+}  // namespace
+
 Status write_all(int fd, const std::string& data, const std::string& path) {
   std::size_t off = 0;
   while (off < data.size()) {
@@ -35,8 +37,6 @@ Status write_all(int fd, const std::string& data, const std::string& path) {
   }
   return {};
 }
-
-}  // namespace
 
 Status write_file_atomically(const std::string& path, const std::string& content) {
   const std::string tmp = path + ".tmp";

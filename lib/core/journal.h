@@ -49,6 +49,9 @@ class CommandJournal {
   bool torn_ = false;                     // GUARDED_BY(mutex_): the last write failed midway
 };
 
+// Writes all of `data` to `fd` (retrying short writes); kUnavailable naming `path` otherwise.
+Status write_all(int fd, const std::string& data, const std::string& path);
+
 // Writes `content` to `path` atomically: a temporary file, fsync, rename, fsync of the directory.
 Status write_file_atomically(const std::string& path, const std::string& content);
 

@@ -149,9 +149,118 @@ int cmd_show(const Options& o) {
   return kExitOk;
 }
 
+std::string args_text(const cloudmgr::Arguments& args) {
+  std::string out;
+  for (const auto& [k, v] : args) {
+    out += fmt::format("{}{}={}", out.empty() ? "" : " ", k, v.size() > 40 ? v.substr(0, 37) + "..." : v);
+  }
+  return out;
+}
+
+std::string time_text(std::int64_t ns) {
+  const auto secs = static_cast<std::time_t>(ns / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  return fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+}
+
+void print_audit(const Options& o, const std::vector<cloudmgr::AuditEntry>& entries) {
+  if (o.json) {
+    nlohmann::json j = nlohmann::json::array();
+    for (const auto& e : entries) {
+      nlohmann::json args = nlohmann::json::array();
+      for (const auto& [k, v] : e.arguments) {
+        args.push_back({{"name", k}, {"value", v}});
+      }
+      j.push_back({{"received_ns", e.received_ns},
+                   {"command_id", e.command_id},
+                   {"issuer", e.issuer},
+                   {"claimed_issuer", e.claimed_issuer},
+                   {"target", e.target.partition()},
+                   {"verb", e.verb},
+                   {"arguments", args},
+                   {"completed_ns", e.completed_ns},
+                   {"code", cloudmgr::status_code_name(e.result.code())},
+                   {"message", e.result.message()}});
+    }
+    print_json(j);
+    return;
+  }
+  Table t({"RECEIVED", "COMMAND", "ISSUER (AUTHENTICATED)", "CLAIMED", "TARGET", "VERB", "ARGUMENTS", "RESULT"});
+  for (const auto& e : entries) {
+    const std::string result = e.completed_ns == 0 ? "(no outcome)"
+                               : e.result.ok()     ? "OK"
+                                                   : std::string(cloudmgr::status_code_name(e.result.code()));
+    t.add({time_text(e.received_ns), e.command_id.substr(0, 8), e.issuer.empty() ? "(unsecured)" : e.issuer,
+           e.claimed_issuer, e.target.partition(), e.verb, args_text(e.arguments), result});
+  }
+  t.print();
+}
+
+struct AuditArgs {
+  std::string host;
+  std::string since;
+  std::string local;
+  std::size_t limit = 100;
+};
+
+int cmd_audit(const Options& o, const AuditArgs& a) {
+  std::int64_t since = 0;
+  if (!a.since.empty()) {
+    auto d = cloudmgr::parse_duration_ns(a.since);
+    if (!d.ok()) {
+      return fail(d.status().with_context("--since"));
+    }
+    since = now_ns() - *d;
+  }
+  if (!a.local.empty()) {
+    auto entries = cloudmgr::read_audit_log(a.local + "/audit.jsonl", since, a.limit);
+    if (!entries.ok()) {
+      return fail(entries.status());
+    }
+    print_audit(o, *entries);
+    return kExitOk;
+  }
+  if (a.host.empty()) {
+    return fail(cloudmgr::invalid_argument_error("audit needs a HOST (or --local STATE_DIR)"));
+  }
+  Session s(o);
+  if (Status st = s.open(a.host); !st.ok()) {
+    return fail(st);
+  }
+  cloudmgr::ExecuteOptions eo;
+  eo.timeout = milliseconds(static_cast<std::int64_t>(o.timeout_s * 1000));
+  auto r = s.m().execute(cloudmgr::Target::host(a.host), "host.audit",
+                         {{"since_ns", std::to_string(since)}, {"max_entries", std::to_string(a.limit)}}, eo);
+  if (!r.ok()) {
+    return fail(r.status());
+  }
+  const cloudmgr::HostResult& h = r->hosts.at(0);
+  if (h.outcome == cloudmgr::HostResult::Outcome::kNoReply) {
+    std::fprintf(stderr, "cloudctl: host %s did not answer\n", a.host.c_str());
+    return kExitNoReply;
+  }
+  if (!h.status.ok()) {
+    return fail(h.status);
+  }
+  print_audit(o, h.reply.audit);
+  return kExitOk;
+}
+
 }  // namespace
 
 void add_pki_commands(CLI::App& app, Options& o, int& rc) {
+  static AuditArgs audit;
+  auto* audit_cmd = app.add_subcommand(
+      "audit", "a host's audit log: every command it received, who sent it (as DDS-Security authenticated), outcome");
+  audit_cmd->add_option("host", audit.host, "host id");
+  audit_cmd->add_option("--since", audit.since, "only commands received this long ago or later (e.g. 2h)");
+  audit_cmd->add_option("--limit", audit.limit, "at most the newest N entries (default 100)")
+      ->check(CLI::Range(1, 10000));
+  audit_cmd->add_option("--local", audit.local, "read the log from this agent state directory instead of the bus");
+  audit_cmd->callback([&] { rc = cmd_audit(o, audit); });
+
   auto* pki_cmd = app.add_subcommand("pki", "the cloud's PKI for DDS-Security: CAs, identities, permissions");
   pki_cmd->require_subcommand(1);
 

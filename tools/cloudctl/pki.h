@@ -1,4 +1,4 @@
-// cloudctl's PKI commands: pki init, pki issue, pki show (docs/security.md).
+// cloudctl's security commands: pki init, pki issue, pki show, and audit (docs/security.md).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -7,7 +7,7 @@
 
 namespace cloudctl {
 
-// Adds "pki ..." to `app`; their exit code lands in `rc`.
+// Adds "pki ..." and "audit" to `app`; their exit code lands in `rc`.
 void add_pki_commands(CLI::App& app, Options& o, int& rc);
 
 }  // namespace cloudctl
