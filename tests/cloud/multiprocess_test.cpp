@@ -22,9 +22,8 @@
 #include <vector>
 
 #include "cloudmgr/cloudmgr.h"
+#include "support/agent_process.h"
 #include "support/raw_manager.h"
-
-extern char** environ;  // NOLINT(readability-redundant-declaration)
 
 namespace cloudmgr {
 namespace {
@@ -49,76 +48,6 @@ std::uint32_t domain_for_this_test() {
   const auto it = kDomains.find(::testing::UnitTest::GetInstance()->current_test_info()->name());
   return it != kDomains.end() ? it->second : 199;
 }
-
-class AgentProcess {
- public:
-  AgentProcess(const std::string& id, std::uint32_t domain, const fs::path& state,
-               const std::vector<std::string>& groups, std::uint32_t lease_ms) {
-    fs::create_directories(state);
-    config_ = state / "agent.json";
-    std::ofstream(config_) << "{\"lease_ms\": " << lease_ms << ", \"announce_ms\": " << lease_ms / 4
-                           << ", \"refresh_ms\": 1000}\n";
-    std::vector<std::string> args = {CLOUDMGR_AGENT_BIN,
-                                     "--config",
-                                     config_.string(),
-                                     "--host-id",
-                                     id,
-                                     "--uri",
-                                     std::string("test://") + CLOUDMGR_TEST_DATA_DIR + "/hosts/node-small.xml",
-                                     "--state-dir",
-                                     state.string(),
-                                     "--domain",
-                                     std::to_string(domain)};
-    for (const auto& g : groups) {
-      args.emplace_back("--group");
-      args.push_back(g);
-    }
-    std::vector<char*> argv;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    const std::string log = (state / "agent.log").string();
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_EQ(rc, 0) << "spawning " << args[0];
-  }
-  ~AgentProcess() { stop(SIGTERM); }
-  AgentProcess(const AgentProcess&) = delete;
-  AgentProcess& operator=(const AgentProcess&) = delete;
-
-  // Signals the agent and reaps it; returns its exit status (or -1).
-  int stop(int sig) {
-    if (pid_ <= 0) {
-      return -1;
-    }
-    kill(pid_, sig);
-    int status = 0;
-    // The agent exits by itself within 15 s of a stop signal; SIGKILL it past 20 s.
-    pid_t done = 0;
-    for (int i = 0; i < 200 && done == 0; ++i) {
-      done = waitpid(pid_, &status, WNOHANG);
-      if (done == 0) {
-        std::this_thread::sleep_for(milliseconds(100));
-      }
-    }
-    if (done == 0) {
-      ADD_FAILURE() << "agent " << pid_ << " did not stop within 20 s of signal " << sig;
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-    }
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
-  }
-
- private:
-  pid_t pid_ = -1;
-  fs::path config_;
-};
 
 class MultiProcess : public ::testing::Test {
  protected:
@@ -151,7 +80,7 @@ class MultiProcess : public ::testing::Test {
   }
 
   void start_agent(const std::string& id, const std::vector<std::string>& groups = {}, std::uint32_t lease_ms = 4000) {
-    agents_[id] = std::make_unique<AgentProcess>(id, domain_, root_ / id, groups, lease_ms);
+    agents_[id] = std::make_unique<testing::AgentProcess>(id, domain_, root_ / id, groups, lease_ms);
   }
 
   Manager& manager() {
@@ -173,7 +102,7 @@ class MultiProcess : public ::testing::Test {
 
   std::uint32_t domain_ = 0;
   fs::path root_;
-  std::map<std::string, std::unique_ptr<AgentProcess>> agents_;
+  std::map<std::string, std::unique_ptr<testing::AgentProcess>> agents_;
   std::unique_ptr<Manager> manager_;
 };
 
