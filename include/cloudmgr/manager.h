@@ -165,6 +165,11 @@ class CLOUDMGR_API Manager {
   // host or a group with no member; kInvalidArgument for a malformed name.
   Result<std::vector<std::string>> expected_hosts(const Target& target) const;
 
+  // Secured: identities ("agent.node1") this manager's participant discovered at least
+  // `min_age` ago whose secure handshake is still pending. Fast DDS 2.9.1 loses some for good;
+  // a short-lived manager that sees one may reopen (a new participant). Empty when unsecured.
+  std::vector<std::string> unauthenticated_peers(std::chrono::milliseconds min_age) const;
+
   // Drops an offline host from the view (and from the inventory when the manager closes).
   // kNotFound for an unknown host, kFailedPrecondition for an online one.
   Status forget_host(const std::string& id);

@@ -691,6 +691,10 @@ std::vector<VmView> Manager::vms(const std::optional<std::string>& host_id,
   return out;
 }
 
+std::vector<std::string> Manager::unauthenticated_peers(std::chrono::milliseconds min_age) const {
+  return impl_->transport->unauthenticated_peers(min_age);
+}
+
 std::map<std::string, std::vector<std::string>> Manager::groups() const {
   const std::lock_guard lock(impl_->mutex);
   std::map<std::string, std::vector<std::string>> out;

@@ -75,6 +75,7 @@ Status ManagerLink::send_chunk(const ImageChunk& /*chunk*/, const std::vector<st
   return unimplemented_error("this transport does not carry images");
 }
 Transport::~Transport() = default;
+std::vector<std::string> Transport::unauthenticated_peers(std::chrono::milliseconds /*min_age*/) const { return {}; }
 
 Status register_transport(std::string kind, TransportFactory factory) {
   if (kind.empty() || !factory) {

@@ -2,7 +2,7 @@
 // PKI the test makes (cloudmgr/pki.h), managers in this process, and attackers: unsecured
 // participants, participants with the wrong identity, forged or expired permissions, another
 // CA, and a bare Fast DDS program (what an attacker would write) with an agent's own files.
-// Every test asserts a count. Each uses its own DDS domain (160-179).
+// Every test asserts a count. Each uses its own DDS domain (180-189; the marker test also 186).
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -48,17 +48,17 @@ using std::chrono::milliseconds;
 
 std::uint32_t domain_for_this_test() {
   static const std::map<std::string, std::uint32_t> kDomains = {
-      {"UnsecuredParticipantGetsNothingAndCommandsNothing", 160},
-      {"AgentIdentityCannotWriteCommands", 161},
-      {"SelfSignedPermissionsAreRejected", 162},
-      {"HostStatusClaimingAnotherHostIsIgnored", 163},
-      {"ExpiredPermissionsAndForeignCaAreRejected", 164},
-      {"MarkerNeverAppearsOnTheWire", 165},
-      {"AuditNamesTheRealIssuer", 166},
-      {"SecuredCloudRunsCommandsMonitoringAndHistory", 168},
+      {"UnsecuredParticipantGetsNothingAndCommandsNothing", 180},
+      {"AgentIdentityCannotWriteCommands", 181},
+      {"SelfSignedPermissionsAreRejected", 182},
+      {"HostStatusClaimingAnotherHostIsIgnored", 183},
+      {"ExpiredPermissionsAndForeignCaAreRejected", 184},
+      {"MarkerNeverAppearsOnTheWire", 185},
+      {"AuditNamesTheRealIssuer", 187},
+      {"SecuredCloudRunsCommandsMonitoringAndHistory", 188},
   };
   const auto it = kDomains.find(::testing::UnitTest::GetInstance()->current_test_info()->name());
-  return it != kDomains.end() ? it->second : 179;
+  return it != kDomains.end() ? it->second : 189;
 }
 
 std::string slurp(const fs::path& p) {
@@ -171,7 +171,7 @@ class Security : public ::testing::Test {
  protected:
   void SetUp() override {
     domain_ = domain_for_this_test();
-    ASSERT_NE(domain_, 179U) << "give this test its own domain id in domain_for_this_test()";
+    ASSERT_NE(domain_, 189U) << "give this test its own domain id in domain_for_this_test()";
     root_ = fs::temp_directory_path() / ("cloudmgr-sec-" + std::to_string(getpid()) + "-" + std::to_string(domain_));
     fs::remove_all(root_);
     pki_ = (root_ / "pki").string();

@@ -5,6 +5,7 @@
 // benchmarks. Nothing above this interface knows which one runs.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -133,6 +134,11 @@ class CLOUDMGR_API Transport {
                                                         AgentCallbacks callbacks) = 0;
   // Already published state (host and VM records) arrives through the callbacks at once.
   virtual Result<std::unique_ptr<ManagerLink>> open_manager(const std::string& name, ManagerCallbacks callbacks) = 0;
+  // Secured transports: the identities ("agent.node1") of peers this participant discovered
+  // at least `min_age` ago whose secure handshake has neither completed nor failed. Fast DDS
+  // 2.9.1 loses some handshakes for good (shared/FACTS.md); a new participant heals them.
+  // Default: none.
+  virtual std::vector<std::string> unauthenticated_peers(std::chrono::milliseconds min_age) const;
 };
 
 using TransportFactory = std::function<Result<std::unique_ptr<Transport>>(const TransportConfig&)>;

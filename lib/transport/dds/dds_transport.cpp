@@ -442,22 +442,48 @@ class PeerIdentities final : public fdds::DomainParticipantListener {
     }
     Result<pki::Subject> subject = pki::subject_of_participant(claimed, key_prefix(prefix));
     const std::lock_guard lock(mutex_);
-    if (subject.ok()) {
-      peers_[prefix] = std::move(subject).value();
-    } else {
-      peers_.erase(prefix);
-    }
+    Peer& peer = peers_[prefix];  // discovered now, unless known already
+    peer.subject = subject.ok() ? std::optional<pki::Subject>(std::move(subject).value()) : std::nullopt;
+  }
+
+  void onParticipantAuthentication(fdds::DomainParticipant* /*participant*/,
+                                   rtps::ParticipantAuthenticationInfo&& info) override {
+    const std::lock_guard lock(mutex_);
+    Peer& peer = peers_[info.guid.guidPrefix];
+    peer.authorized = info.status == rtps::ParticipantAuthenticationInfo::AUTHORIZED_PARTICIPANT;
+    peer.rejected = !peer.authorized;
   }
 
   std::optional<pki::Subject> subject(const rtps::GuidPrefix_t& prefix) const {
     const std::lock_guard lock(mutex_);
     auto it = peers_.find(prefix);
-    return it == peers_.end() ? std::nullopt : std::optional<pki::Subject>(it->second);
+    return it == peers_.end() ? std::nullopt : it->second.subject;
+  }
+
+  // Identities of peers discovered at least `min_age` ago whose handshake has neither
+  // succeeded nor failed.
+  std::vector<std::string> stalled(std::chrono::milliseconds min_age) const {
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<std::string> out;
+    const std::lock_guard lock(mutex_);
+    for (const auto& [prefix, peer] : peers_) {
+      if (peer.subject && !peer.authorized && !peer.rejected && now - peer.discovered >= min_age) {
+        out.push_back(fmt::format("{}.{}", pki::to_string(peer.subject->role), peer.subject->name));
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
   }
 
  private:
+  struct Peer {
+    std::optional<pki::Subject> subject;  // when its claim matches its GUID
+    std::chrono::steady_clock::time_point discovered = std::chrono::steady_clock::now();
+    bool authorized = false;
+    bool rejected = false;
+  };
   mutable std::mutex mutex_;
-  std::map<rtps::GuidPrefix_t, pki::Subject> peers_;  // GUARDED_BY(mutex_)
+  std::map<rtps::GuidPrefix_t, Peer> peers_;  // GUARDED_BY(mutex_)
 };
 
 // Whether data about `host_id` may come from `writer`: always when unsecured; secured, only from
@@ -1691,6 +1717,10 @@ class DdsTransport final : public spi::Transport {
       return internal_error(fmt::format("DDS: cannot create topic {}", name));
     }
     return {};
+  }
+
+  std::vector<std::string> unauthenticated_peers(std::chrono::milliseconds min_age) const override {
+    return domain_.secured ? peers_.stalled(min_age) : std::vector<std::string>{};
   }
 
   // DDS-Security from the PKI, every file checked before the participant exists (Fast DDS
