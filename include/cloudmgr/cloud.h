@@ -145,7 +145,7 @@ struct CommandReply {
   std::vector<SnapshotInfo> snapshots;  // "snapshot.list", "snapshot.create"
   std::vector<VmInfo> vms;              // "vm.define", "vm.show"
   std::vector<HistorySeries> history;   // "monitor.history"
-  std::vector<AuditEntry> audit;        // "host.audit", oldest first
+  std::vector<AuditEntry> audit;        // "host.audit", oldest first (on DDS: an AuditReply)
 };
 
 // Nanoseconds since the Unix epoch, now.

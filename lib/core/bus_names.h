@@ -11,6 +11,7 @@ inline constexpr char kCommandTopic[] = "cloudmgr/Command";
 inline constexpr char kReplyTopic[] = "cloudmgr/CommandReply";
 inline constexpr char kMetricsTopic[] = "cloudmgr/HostMetrics";
 inline constexpr char kHistoryTopic[] = "cloudmgr/HistoryReply";
+inline constexpr char kAuditTopic[] = "cloudmgr/AuditReply";
 inline constexpr char kImagesTopic[] = "cloudmgr/HostImages";
 inline constexpr char kChunkTopic[] = "cloudmgr/ImageChunk";
 

@@ -607,12 +607,12 @@ std::string permissions_document(Role role, std::string_view name, std::int64_t 
     rules += rule_xml("publish", {bus::kChunkTopic}, {bus::kAnyHostPartition});
     rules += rule_xml("subscribe",
                       {bus::kHostTopic, bus::kVmTopic, bus::kMetricsTopic, bus::kImagesTopic, bus::kReplyTopic,
-                       bus::kHistoryTopic, bus::kChunkTopic},
+                       bus::kHistoryTopic, bus::kAuditTopic, bus::kChunkTopic},
                       {bus::kAnyHostPartition});
   } else {
     rules += rule_xml("publish",
                       {bus::kHostTopic, bus::kVmTopic, bus::kMetricsTopic, bus::kImagesTopic, bus::kReplyTopic,
-                       bus::kHistoryTopic, bus::kChunkTopic},
+                       bus::kHistoryTopic, bus::kAuditTopic, bus::kChunkTopic},
                       {own});
     rules += rule_xml("subscribe", {bus::kCommandTopic}, {bus::kAllPartition, own, bus::kAnyGroupPartition});
     rules += rule_xml("subscribe", {bus::kChunkTopic}, {own});
@@ -921,7 +921,8 @@ IdentityPaths identity_paths(const Paths& p, Role role, std::string_view name) {
 
 // Reads an identity back and checks all of it against the CAs; `info.problem` says what
 // is wrong (empty when sound), the Status only fails for a missing PKI.
-IdentityInfo inspect(const Paths& p, const CaFiles& cas, Role role, const std::string& name, Status* status = nullptr) {
+IdentityInfo inspect(const Paths& p, const CaFiles& cas, Role role, const std::string& name, Status* status = nullptr,
+                     bool* outdated = nullptr) {
   IdentityInfo info;
   info.role = role;
   info.name = name;
@@ -986,6 +987,19 @@ IdentityInfo inspect(const Paths& p, const CaFiles& cas, Role role, const std::s
     return fail(failed_precondition_error(
         fmt::format("'{}': the permissions are not valid before {}", ip.permissions(), date_text(*from))));
   }
+  // Signed rules this version would not write (an older cloudmgr's, without a topic added
+  // since): Fast DDS would refuse that topic's endpoints with a line nobody connects to this.
+  std::string signed_text = *doc;
+  std::erase(signed_text, '\r');
+  if (signed_text != permissions_document(role, name, *from, *until)) {
+    if (outdated != nullptr) {
+      *outdated = true;
+    }
+    return fail(failed_precondition_error(fmt::format(
+        "'{}': the permissions were made by another cloudmgr version (their rules differ from this one's); update "
+        "them with `cloudctl pki issue {} {}`",
+        ip.permissions(), to_string(role), name)));
+  }
   return info;
 }
 
@@ -1020,7 +1034,21 @@ Result<IssueResult> issue(const IssueOptions& options) {
   IssueResult out;
   const bool had_key = exists(ip.key());
   if (had_key && !options.renew) {
-    IdentityInfo info = inspect(p, cas, options.role, options.name);
+    bool outdated = false;
+    IdentityInfo info = inspect(p, cas, options.role, options.name, nullptr, &outdated);
+    if (outdated) {
+      // Only the rules are old: re-signed for the same window; key and certificate stay.
+      CLOUDMGR_ASSIGN_OR_RETURN(const CaKeys keys, load_ca_keys(p, cas));
+      const std::string document =
+          permissions_document(options.role, options.name, info.permissions_not_before_ns / kNsPerSecond,
+                               info.permissions_not_after_ns / kNsPerSecond);
+      CLOUDMGR_ASSIGN_OR_RETURN(const std::string signed_document,
+                                sign(document, cas.permissions_ca.get(), keys.permissions_ca.get()));
+      CLOUDMGR_RETURN_IF_ERROR(write_file(ip.permissions_xml(), document, 0644, true));
+      CLOUDMGR_RETURN_IF_ERROR(write_file(ip.permissions(), signed_document, 0644, true));
+      out.files = {ip.permissions_xml(), ip.permissions()};
+      info = inspect(p, cas, options.role, options.name);
+    }
     if (!info.problem.empty()) {
       return failed_precondition_error(
           fmt::format("identity {} exists and is not sound: {} (renew it to re-sign it for its key, or remove '{}')",

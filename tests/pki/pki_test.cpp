@@ -412,5 +412,29 @@ TEST_F(CredentialsTest, OneCaForBothIsRefused) {
   EXPECT_TRUE(contains(s.message(), "CVE-2023-24010")) << s;
 }
 
+TEST_F(CredentialsTest, PermissionsOfAnOlderVersionAreNamedAndIssueUpdatesThem) {
+  // As an older cloudmgr signed them: without a topic added since.
+  const fs::path d = id_dir("agent.node1");
+  std::string doc = slurp(d / "permissions.xml");
+  const std::string topic = "            <topic>cloudmgr/AuditReply</topic>\n";
+  ASSERT_NE(doc.find(topic), std::string::npos) << doc;
+  doc.erase(doc.find(topic), topic.size());
+  auto old = sign_document(doc, pki() + "/permissions_ca.pem", pki() + "/private/permissions_ca.key");
+  ASSERT_TRUE(old.ok()) << old.status();
+  spit(d / "permissions.p7s", *old);
+  const std::string key = slurp(d / "key.pem");
+  const std::string cert = slurp(d / "cert.pem");
+  const Status s = load();
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(contains(s.message(), "made by another cloudmgr version")) << s;
+  EXPECT_TRUE(contains(s.message(), "cloudctl pki issue agent node1")) << s;
+  auto r = issue({.dir = pki(), .role = Role::kAgent, .name = "node1"});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->files.size(), 2U);
+  EXPECT_TRUE(load().ok()) << load();
+  EXPECT_EQ(slurp(d / "key.pem"), key);
+  EXPECT_EQ(slurp(d / "cert.pem"), cert);
+}
+
 }  // namespace
 }  // namespace cloudmgr::pki

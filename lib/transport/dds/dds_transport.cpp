@@ -68,6 +68,7 @@ using ReturnCode = eprosima::fastrtps::types::ReturnCode_t;
 
 using bus::kAllPartition;
 using bus::kAnyHostPartition;
+using bus::kAuditTopic;
 using bus::kChunkTopic;
 using bus::kCommandTopic;
 using bus::kHistoryTopic;
@@ -551,6 +552,7 @@ struct Domain {
   fdds::Topic* reply_topic = nullptr;
   fdds::Topic* metrics_topic = nullptr;
   fdds::Topic* history_topic = nullptr;
+  fdds::Topic* audit_topic = nullptr;
   fdds::Topic* images_topic = nullptr;
   fdds::Topic* chunk_topic = nullptr;
 };
@@ -676,9 +678,13 @@ class DdsAgentLink final : public spi::AgentLink {
     history_writer_ = reply_pub_->create_datawriter(domain_.history_topic, message_writer_qos(), &history_matches_,
                                                     fdds::StatusMask::publication_matched());
     history_matches_.set_writer(history_writer_);
+    audit_writer_ = reply_pub_->create_datawriter(domain_.audit_topic, message_writer_qos(), &audit_matches_,
+                                                  fdds::StatusMask::publication_matched());
+    audit_matches_.set_writer(audit_writer_);
     chunk_writer_ = reply_pub_->create_datawriter(domain_.chunk_topic, chunk_writer_qos());
-    if (reply_writer_ == nullptr || history_writer_ == nullptr || chunk_writer_ == nullptr) {
-      return internal_error("DDS: cannot create the CommandReply/HistoryReply/ImageChunk writers");
+    if (reply_writer_ == nullptr || history_writer_ == nullptr || audit_writer_ == nullptr ||
+        chunk_writer_ == nullptr) {
+      return internal_error("DDS: cannot create the CommandReply/HistoryReply/AuditReply/ImageChunk writers");
     }
     // Image pieces come only to this host's own partition.
     fdds::SubscriberQos kq = fdds::SUBSCRIBER_QOS_DEFAULT;
@@ -787,9 +793,23 @@ class DdsAgentLink final : public spi::AgentLink {
     // reader would be lost. A manager that sends right after it started (cloudctl) is matched with
     // our command reader, but we may not have discovered its reply reader yet: wait for it (bounded).
     const bool history = !r.history.empty();
+    const bool audit = !r.audit.empty();
     if (std::optional<rtps::GuidPrefix_t> issuer = take_issuer(r.command_id)) {
-      (history ? history_matches_ : reply_matches_)
+      (history ? history_matches_
+       : audit ? audit_matches_
+               : reply_matches_)
           .wait_for(*issuer, std::chrono::steady_clock::now() + kReplyMatchWait);
+    }
+    if (audit) {
+      wire::AuditReply aw = to_audit_wire(r);
+      if (ReturnCode rc = audit_writer_->write(&aw, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
+        return write_error("AuditReply write", rc);
+      }
+      if (ReturnCode rc = audit_writer_->unregister_instance(&aw, rtps::c_InstanceHandle_Unknown);
+          rc != ReturnCode::RETCODE_OK) {
+        return write_error("AuditReply unregister", rc);
+      }
+      return {};
     }
     if (history) {
       wire::HistoryReply hw = to_history_wire(r);
@@ -1006,6 +1026,7 @@ class DdsAgentLink final : public spi::AgentLink {
   const spi::AgentCallbacks callbacks_;
   MatchTracker reply_matches_;
   MatchTracker history_matches_;
+  MatchTracker audit_matches_;
   std::mutex issuers_mutex_;
   std::map<std::string, rtps::GuidPrefix_t> issuers_;  // GUARDED_BY(issuers_mutex_)
   std::deque<std::string> issuer_order_;               // GUARDED_BY(issuers_mutex_)
@@ -1028,6 +1049,7 @@ class DdsAgentLink final : public spi::AgentLink {
   fdds::Publisher* reply_pub_ = nullptr;
   fdds::DataWriter* reply_writer_ = nullptr;
   fdds::DataWriter* history_writer_ = nullptr;
+  fdds::DataWriter* audit_writer_ = nullptr;
   fdds::Subscriber* command_sub_ = nullptr;
   fdds::DataReader* command_reader_ = nullptr;
   fdds::Subscriber* chunk_sub_ = nullptr;
@@ -1066,6 +1088,7 @@ class DdsManagerLink final : public spi::ManagerLink {
         reply_listener_([this](fdds::DataReader* r) { on_replies(r); }),
         metrics_listener_([this](fdds::DataReader* r) { on_metrics(r); }),
         history_listener_([this](fdds::DataReader* r) { on_history(r); }),
+        audit_listener_([this](fdds::DataReader* r) { on_audit(r); }),
         images_listener_([this](fdds::DataReader* r) { on_images(r); }),
         chunk_listener_([this](fdds::DataReader* r) { on_chunks(r); }) {}
 
@@ -1111,6 +1134,10 @@ class DdsManagerLink final : public spi::ManagerLink {
     if (reply_sub_ == nullptr || reply_sub_->create_datareader(domain_.reply_topic, message_reader_qos(),
                                                                &reply_listener_, reply_listener_.mask()) == nullptr) {
       return internal_error("DDS: cannot create the CommandReply reader");
+    }
+    if (reply_sub_->create_datareader(domain_.audit_topic, message_reader_qos(), &audit_listener_,
+                                      audit_listener_.mask()) == nullptr) {
+      return internal_error("DDS: cannot create the AuditReply reader");
     }
     if (reply_sub_->create_datareader(domain_.history_topic, message_reader_qos(), &history_listener_,
                                       history_listener_.mask()) == nullptr) {
@@ -1496,6 +1523,21 @@ class DdsManagerLink final : public spi::ManagerLink {
     }
   }
 
+  void on_audit(fdds::DataReader* reader) {
+    wire::AuditReply sample;
+    fdds::SampleInfo info;
+    while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
+      if (!info.valid_data || !callbacks_.on_reply) {
+        continue;
+      }
+      CommandReply r = from_wire(sample);
+      if (!trusted(info, r.host_id)) {
+        continue;
+      }
+      dispatcher_.post([this, r = std::move(r)] { callbacks_.on_reply(r); });
+    }
+  }
+
   // Secured, a host's data counts only when its writer's participant is that host's agent.
   bool trusted(const fdds::SampleInfo& info, const std::string& host_id) {
     return !domain_.secured || authority_.allows(rtps::iHandle2GUID(info.publication_handle), host_id);
@@ -1511,6 +1553,7 @@ class DdsManagerLink final : public spi::ManagerLink {
   DataListener reply_listener_;
   DataListener metrics_listener_;
   DataListener history_listener_;
+  DataListener audit_listener_;
   DataListener images_listener_;
   DataListener chunk_listener_;
 
@@ -1662,6 +1705,9 @@ class DdsTransport final : public spi::Transport {
     }
     if (Status s = make_topic<WireType<wire::HostMetricsPubSubType, 4096>>(kMetricsTopic, domain_.metrics_topic);
         !s.ok()) {
+      return s;
+    }
+    if (Status s = make_topic<WireType<wire::AuditReplyPubSubType, 16384>>(kAuditTopic, domain_.audit_topic); !s.ok()) {
       return s;
     }
     if (Status s = make_topic<WireType<wire::HistoryReplyPubSubType, 16384>>(kHistoryTopic, domain_.history_topic);

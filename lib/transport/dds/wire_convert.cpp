@@ -307,26 +307,6 @@ wire::CommandReply to_wire(const CommandReply& r) {
   for (const auto& vm : r.vms) {
     w.vms().push_back(to_wire(r.host_id, vm, r.completed_ns));
   }
-  w.audit().reserve(r.audit.size());
-  for (const auto& e : r.audit) {
-    wire::AuditRecord a;
-    a.received_ns(e.received_ns);
-    a.command_id(e.command_id);
-    a.issuer(e.issuer);
-    a.claimed_issuer(e.claimed_issuer);
-    a.target(e.target.partition());
-    a.verb(e.verb);
-    for (const auto& [name, value] : e.arguments) {
-      wire::Argument arg;
-      arg.name(name);
-      arg.value(value);
-      a.arguments().push_back(std::move(arg));
-    }
-    a.completed_ns(e.completed_ns);
-    a.code(static_cast<std::uint32_t>(e.result.code()));
-    a.message(e.result.message());
-    w.audit().push_back(std::move(a));
-  }
   return w;
 }
 
@@ -433,6 +413,36 @@ HostSample from_wire(const wire::HostMetrics& w) {
   return s;
 }
 
+wire::AuditReply to_audit_wire(const CommandReply& r) {
+  wire::AuditReply w;
+  w.command_id(r.command_id);
+  w.host_id(r.host_id);
+  w.code(static_cast<std::uint32_t>(r.status.code()));
+  w.message(r.status.message());
+  w.completed_ns(r.completed_ns);
+  w.entries().reserve(r.audit.size());
+  for (const auto& e : r.audit) {
+    wire::AuditRecord a;
+    a.received_ns(e.received_ns);
+    a.command_id(e.command_id);
+    a.issuer(e.issuer);
+    a.claimed_issuer(e.claimed_issuer);
+    a.target(e.target.partition());
+    a.verb(e.verb);
+    for (const auto& [name, value] : e.arguments) {
+      wire::Argument arg;
+      arg.name(name);
+      arg.value(value);
+      a.arguments().push_back(std::move(arg));
+    }
+    a.completed_ns(e.completed_ns);
+    a.code(static_cast<std::uint32_t>(e.result.code()));
+    a.message(e.result.message());
+    w.entries().push_back(std::move(a));
+  }
+  return w;
+}
+
 wire::HistoryReply to_history_wire(const CommandReply& r) {
   wire::HistoryReply w;
   w.command_id(r.command_id);
@@ -492,6 +502,32 @@ CommandReply from_wire(const wire::HistoryReply& w) {
   return r;
 }
 
+CommandReply from_wire(const wire::AuditReply& w) {
+  CommandReply r;
+  r.command_id = w.command_id();
+  r.host_id = w.host_id();
+  r.status = status_from_wire(w.code(), w.message());
+  r.completed_ns = w.completed_ns();
+  r.audit.reserve(w.entries().size());
+  for (const auto& a : w.entries()) {
+    AuditEntry e;
+    e.received_ns = a.received_ns();
+    e.command_id = a.command_id();
+    e.issuer = a.issuer();
+    e.claimed_issuer = a.claimed_issuer();
+    Result<Target> target = Target::parse(a.target());
+    e.target = target.ok() ? *target : Target::all();
+    e.verb = a.verb();
+    for (const auto& arg : a.arguments()) {
+      e.arguments.emplace_back(arg.name(), arg.value());
+    }
+    e.completed_ns = a.completed_ns();
+    e.result = status_from_wire(a.code(), a.message());
+    r.audit.push_back(std::move(e));
+  }
+  return r;
+}
+
 CommandReply from_wire(const wire::CommandReply& w) {
   CommandReply r;
   r.command_id = w.command_id();
@@ -509,23 +545,6 @@ CommandReply from_wire(const wire::CommandReply& w) {
   r.vms.reserve(w.vms().size());
   for (const auto& vm : w.vms()) {
     r.vms.push_back(vm_info_from_wire(vm));
-  }
-  r.audit.reserve(w.audit().size());
-  for (const auto& a : w.audit()) {
-    AuditEntry e;
-    e.received_ns = a.received_ns();
-    e.command_id = a.command_id();
-    e.issuer = a.issuer();
-    e.claimed_issuer = a.claimed_issuer();
-    Result<Target> target = Target::parse(a.target());
-    e.target = target.ok() ? *target : Target::all();
-    e.verb = a.verb();
-    for (const auto& arg : a.arguments()) {
-      e.arguments.emplace_back(arg.name(), arg.value());
-    }
-    e.completed_ns = a.completed_ns();
-    e.result = status_from_wire(a.code(), a.message());
-    r.audit.push_back(std::move(e));
   }
   return r;
 }

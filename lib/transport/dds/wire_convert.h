@@ -41,6 +41,9 @@ HostSample from_wire(const wire::HostMetrics& sample);
 // which monitor.history never fills, are not carried).
 wire::HistoryReply to_history_wire(const CommandReply& reply);
 CommandReply from_wire(const wire::HistoryReply& reply);
+// A reply that carries audit entries ("host.audit") travels as an AuditReply.
+wire::AuditReply to_audit_wire(const CommandReply& reply);
+CommandReply from_wire(const wire::AuditReply& reply);
 
 wire::HostImages to_wire(const HostImages& images);
 // An unknown format becomes raw (a host never caches an image of a format it cannot name).
