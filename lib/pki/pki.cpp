@@ -49,7 +49,7 @@ constexpr std::int64_t kSecondsPerDay = 86'400;
 // few minutes behind the issuer's accepts it at once.
 constexpr std::int64_t kBackdateSeconds = 300;
 // The widest time-zone offset (UTC+14): see issue().
-constexpr std::int64_t kZoneSlackSeconds = 14 * 3600;
+constexpr std::int64_t kZoneSlackSeconds = std::int64_t{14} * 3600;
 
 // --------------------------------------------------------------------------------------------
 // OpenSSL objects, owned.
