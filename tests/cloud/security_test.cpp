@@ -46,6 +46,16 @@ namespace fs = std::filesystem;
 namespace fdds = eprosima::fastdds::dds;
 using std::chrono::milliseconds;
 
+// Fast DDS 2.9.1 leaks its identity handle and OpenSSL objects when it refuses a secured
+// participant (seen under LeakSanitizer; the OpenSSL frames cannot be named in a suppression
+// with fast unwinding). Under ASan the checks that make Fast DDS refuse one are left to the
+// plain build, which runs them too.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kRefusedParticipantsLeak = true;
+#else
+constexpr bool kRefusedParticipantsLeak = false;
+#endif
+
 std::uint32_t domain_for_this_test() {
   static const std::map<std::string, std::uint32_t> kDomains = {
       {"UnsecuredParticipantGetsNothingAndCommandsNothing", 180},
@@ -317,6 +327,11 @@ TEST_F(Security, SelfSignedPermissionsAreRejected) {
   EXPECT_NE(t.status().message().find("not signed by the permissions CA"), std::string::npos) << t.status();
   // A bare program goes ahead anyway: whatever it manages to create, the agent executes none
   // of its commands.
+  if (kRefusedParticipantsLeak) {
+    std::printf("ASan build: the bare program's attempt is left to the plain build (Fast DDS leaks when it refuses)\n");
+    legit_command_reaches("node1");
+    return;
+  }
   RawParticipant rogue(domain_, files_of(pki_, "agent.rogue"));
   std::printf("rogue participant with self-signed permissions: %s\n",
               rogue.created() ? "created locally" : "refused locally");
@@ -386,8 +401,10 @@ TEST_F(Security, ExpiredPermissionsAndForeignCaAreRejected) {
   EXPECT_NE(status, 0);
   const std::string log = slurp(root_ / "node3" / "agent.log");
   EXPECT_NE(log.find("permissions.p7s': the permissions expired"), std::string::npos) << log;
-  RawParticipant stale(domain_, files_of(pki_, "agent.node3"));
-  EXPECT_FALSE(stale.created()) << "Fast DDS itself refuses expired permissions";
+  if (!kRefusedParticipantsLeak) {
+    RawParticipant stale(domain_, files_of(pki_, "agent.node3"));
+    EXPECT_FALSE(stale.created()) << "Fast DDS itself refuses expired permissions";
+  }
 
   // Another CA: a complete, self-consistent PKI of its own, with a manager named admin too.
   const std::string other = (root_ / "other-pki").string();
