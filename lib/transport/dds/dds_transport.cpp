@@ -1085,10 +1085,10 @@ class DdsManagerLink final : public spi::ManagerLink {
                        [this](const rtps::GUID_t& w) { on_host_writer_gone(w); }),
         vm_listener_([this](fdds::DataReader* r) { on_vms(r); },
                      [this](const rtps::GUID_t& w) { on_vm_writer_gone(w); }),
-        reply_listener_([this](fdds::DataReader* r) { on_replies(r); }),
+        reply_listener_([this](fdds::DataReader* r) { on_replies<wire::CommandReply>(r); }),
         metrics_listener_([this](fdds::DataReader* r) { on_metrics(r); }),
-        history_listener_([this](fdds::DataReader* r) { on_history(r); }),
-        audit_listener_([this](fdds::DataReader* r) { on_audit(r); }),
+        history_listener_([this](fdds::DataReader* r) { on_replies<wire::HistoryReply>(r); }),
+        audit_listener_([this](fdds::DataReader* r) { on_replies<wire::AuditReply>(r); }),
         images_listener_([this](fdds::DataReader* r) { on_images(r); }),
         chunk_listener_([this](fdds::DataReader* r) { on_chunks(r); }) {}
 
@@ -1420,8 +1420,10 @@ class DdsManagerLink final : public spi::ManagerLink {
     }
   }
 
+  // CommandReply, HistoryReply and AuditReply: each becomes a CommandReply for on_reply.
+  template <typename Wire>
   void on_replies(fdds::DataReader* reader) {
-    wire::CommandReply sample;
+    Wire sample;
     fdds::SampleInfo info;
     while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
       if (!info.valid_data || !callbacks_.on_reply) {
@@ -1506,36 +1508,6 @@ class DdsManagerLink final : public spi::ManagerLink {
     ChunkWriter* raw = w.get();
     chunk_writers_.emplace(partition, std::move(w));
     return raw;
-  }
-
-  void on_history(fdds::DataReader* reader) {
-    wire::HistoryReply sample;
-    fdds::SampleInfo info;
-    while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
-      if (!info.valid_data || !callbacks_.on_reply) {
-        continue;
-      }
-      CommandReply r = from_wire(sample);
-      if (!trusted(info, r.host_id)) {
-        continue;
-      }
-      dispatcher_.post([this, r = std::move(r)] { callbacks_.on_reply(r); });
-    }
-  }
-
-  void on_audit(fdds::DataReader* reader) {
-    wire::AuditReply sample;
-    fdds::SampleInfo info;
-    while (reader->take_next_sample(&sample, &info) == ReturnCode::RETCODE_OK) {
-      if (!info.valid_data || !callbacks_.on_reply) {
-        continue;
-      }
-      CommandReply r = from_wire(sample);
-      if (!trusted(info, r.host_id)) {
-        continue;
-      }
-      dispatcher_.post([this, r = std::move(r)] { callbacks_.on_reply(r); });
-    }
   }
 
   // Secured, a host's data counts only when its writer's participant is that host's agent.
