@@ -18,7 +18,7 @@
 // agent.bench-<i> per host), made in this process under its temporary directory.
 // Fast DDS 2.9.1 sometimes loses a secure handshake for good when many participants meet (the
 // agents also handshake each other in the default multicast discovery). Bring-up: wait 15 s for
-// all hosts; if the manager's participant has handshakes pending (Manager::unauthenticated_peers),
+// all hosts; if the manager's participant has handshakes pending (Manager::unreached_agents),
 // reopen the Manager (a new participant), at most 3 times (counter `reconnects`); hosts still
 // missing with no pending handshake get their agent process restarted, at most 3 rounds (counter
 // `agent_restarts`). Otherwise the run is skipped saying which hosts are missing.
@@ -457,7 +457,7 @@ class Fleet {
           missing.push_back(i);
         }
       }
-      const std::vector<std::string> stalled = manager_->unauthenticated_peers(kStalledMinAge);
+      const std::vector<std::string> stalled = manager_->unreached_agents(kStalledMinAge);
       std::string names;
       for (const auto& s : stalled) {
         names += " " + s;

@@ -50,6 +50,11 @@ struct AgentOptions {
   // <state_dir>/images and "cloudmgr-<host id>".
   std::string image_dir;
   std::string storage_pool;
+  // Secured (transport.pki_dir set): a manager this agent discovered that has not matched the
+  // host's state after this long (plus up to half as much jitter) is a secure handshake Fast
+  // DDS 2.9.1 lost for good; the agent then renews its DDS participant and publishes its state
+  // again. The wait doubles after each renewal, up to 8 times this. 0 = never.
+  std::uint32_t heal_after_ms = 6000;
 };
 
 // Owns its hypervisor connection, its transport link and its threads. Thread-safe.
@@ -71,6 +76,8 @@ class CLOUDMGR_API Agent {
   std::uint64_t commands_executed() const noexcept;
   // Monitoring ticks published since start.
   std::uint64_t samples_published() const noexcept;
+  // DDS participants renewed since start to heal lost secure handshakes (heal_after_ms).
+  std::uint64_t participant_renewals() const noexcept;
 
   // Stops without leaving, as a crash would look to managers (tests).
   void abandon();

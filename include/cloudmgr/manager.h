@@ -165,10 +165,12 @@ class CLOUDMGR_API Manager {
   // host or a group with no member; kInvalidArgument for a malformed name.
   Result<std::vector<std::string>> expected_hosts(const Target& target) const;
 
-  // Secured: identities ("agent.node1") this manager's participant discovered at least
-  // `min_age` ago whose secure handshake is still pending. Fast DDS 2.9.1 loses some for good;
-  // a short-lived manager that sees one may reopen (a new participant). Empty when unsecured.
-  std::vector<std::string> unauthenticated_peers(std::chrono::milliseconds min_age) const;
+  // Secured: identities ("agent.node1") of agents this manager's participant discovered at
+  // least `min_age` ago whose host record has not arrived (and that were not refused): a secure
+  // handshake Fast DDS 2.9.1 lost for good. A short-lived manager that sees one may reopen (a
+  // new participant); agents heal their side themselves (AgentOptions::heal_after_ms).
+  // Empty when unsecured.
+  std::vector<std::string> unreached_agents(std::chrono::milliseconds min_age) const;
 
   // Drops an offline host from the view (and from the inventory when the manager closes).
   // kNotFound for an unknown host, kFailedPrecondition for an online one.

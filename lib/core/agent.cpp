@@ -11,11 +11,14 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
+#include <shared_mutex>
 #include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "cloudmgr/spi/metrics_store.h"
@@ -81,8 +84,12 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
   AgentOptions options;
   std::int64_t started_ns = now_ns();
   std::unique_ptr<Hypervisor> hv;
-  std::unique_ptr<spi::Transport> transport;
-  std::unique_ptr<spi::AgentLink> link;
+  // The participant and the host's link. A renewal (heal_loop) replaces both under the
+  // exclusive lock; everything else uses the link under the shared lock (with_link).
+  mutable std::shared_mutex link_mutex;
+  std::unique_ptr<spi::Transport> transport;  // GUARDED_BY(link_mutex)
+  std::unique_ptr<spi::AgentLink> link;       // GUARDED_BY(link_mutex)
+  spi::AgentCallbacks link_callbacks;
   std::unique_ptr<spi::Subscription> events;
   std::unique_ptr<CommandJournal> journal;
   std::unique_ptr<AuditLog> audit;
@@ -124,6 +131,12 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
   std::mutex images_mutex;
   HostImages published_images;  // GUARDED_BY(images_mutex)
 
+  std::mutex heal_mutex;
+  std::condition_variable heal_cv;
+  bool heal_stop = false;  // GUARDED_BY(heal_mutex)
+  std::thread healer;
+  std::atomic<std::uint64_t> renewals{0};
+
   std::atomic<std::uint64_t> executed{0};
   std::atomic<bool> abandoned{false};
   bool images_published = false;  // GUARDED_BY(images_mutex); next to the other one-byte member
@@ -135,6 +148,96 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
     return groups;
   }
 
+  // ---- the link ------------------------------------------------------------------------
+
+  // f(link) under the shared lock; kUnavailable while a failed renewal left no link.
+  template <typename F>
+  Status with_link(F&& f) const {
+    const std::shared_lock lock(link_mutex);
+    if (!link) {
+      return unavailable_error("the agent has no DDS participant (its renewal failed; retried)");
+    }
+    return std::forward<F>(f)(*link);
+  }
+
+  // A new participant and link in place of the old ones, and the host's state published
+  // again through them. The old link goes without leaving: managers that reached it see its
+  // writers go and the same records come back from the new one.
+  Status renew_transport() {
+    {
+      const std::lock_guard publish_lock(publish_mutex);
+      const std::unique_lock lock(link_mutex);
+      link.reset();
+      transport.reset();
+      published.clear();
+      CLOUDMGR_ASSIGN_OR_RETURN(transport, spi::open_transport(options.transport));
+      CLOUDMGR_ASSIGN_OR_RETURN(link, transport->open_agent(host_id(), current_groups(), link_callbacks));
+    }
+    {
+      const std::lock_guard lock(images_mutex);
+      images_published = false;
+    }
+    ++renewals;
+    CLOUDMGR_RETURN_IF_ERROR(sync_all());
+    return publish_host();
+  }
+
+  // Secured: a manager discovered but not matched with this host's state after the wait
+  // (heal_after_ms plus up to half as much jitter) is a secure handshake Fast DDS 2.9.1 lost
+  // for good, on our side or the manager's; a new participant starts every handshake of this
+  // agent again. The wait doubles after each renewal, up to 8 times heal_after_ms, and starts
+  // over once that long has passed without one.
+  void heal_loop() {
+    constexpr auto kPoll = std::chrono::milliseconds(500);
+    constexpr int kMaxDoublings = 3;
+    std::mt19937_64 rng(std::random_device{}() ^ static_cast<std::uint64_t>(now_ns()));
+    const std::chrono::milliseconds base(options.heal_after_ms);
+    const std::chrono::milliseconds longest = base * (1 << kMaxDoublings);
+    std::chrono::milliseconds wait = base;
+    const auto draw = [&] {
+      std::uniform_int_distribution<std::int64_t> jitter(0, wait.count() / 2);
+      return wait + std::chrono::milliseconds(jitter(rng));
+    };
+    std::chrono::milliseconds threshold = draw();
+    auto last_renewal = std::chrono::steady_clock::now();
+    for (;;) {
+      {
+        std::unique_lock lock(heal_mutex);
+        if (heal_cv.wait_for(lock, kPoll, [&] { return heal_stop; })) {
+          return;
+        }
+      }
+      std::vector<std::string> unreached;
+      bool have_link = false;
+      {
+        const std::shared_lock lock(link_mutex);
+        if (link) {
+          have_link = true;
+          unreached = link->unreached_managers(threshold);
+        }
+      }
+      if (have_link && unreached.empty()) {
+        if (wait != base && std::chrono::steady_clock::now() - last_renewal > longest) {
+          wait = base;
+          threshold = draw();
+        }
+        continue;
+      }
+      if (have_link) {
+        fmt::print(stderr,
+                   "agent {}: {} not reached {:.1f} s after discovery (a secure handshake Fast DDS 2.9.1 lost); "
+                   "renewing this agent's DDS participant\n",
+                   host_id(), fmt::join(unreached, ", "), static_cast<double>(threshold.count()) / 1000.0);
+      }
+      if (Status s = renew_transport(); !s.ok()) {
+        fmt::print(stderr, "agent {}: renewing the DDS participant failed (retried): {}\n", host_id(), s.message());
+      }
+      last_renewal = std::chrono::steady_clock::now();
+      wait = std::min(wait * 2, longest);
+      threshold = draw();
+    }
+  }
+
   // ---- publishing ------------------------------------------------------------------------
 
   Status publish_host() {
@@ -143,7 +246,7 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
     // Groups are read under publish_mutex: a publication never carries groups older than
     // one already published (the transport re-subscribes from them).
     HostView view{std::move(info), current_groups(), std::string(version()), started_ns, now_ns()};
-    return link->publish_host(view);
+    return with_link([&](spi::AgentLink& l) { return l.publish_host(view); });
   }
 
   Status publish_vm_locked(const VmInfo& vm) {  // REQUIRES(publish_mutex)
@@ -151,7 +254,9 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
     if (it != published.end() && same_definition(it->second, vm)) {
       return {};
     }
-    CLOUDMGR_RETURN_IF_ERROR(link->publish_vm(VmView{host_id(), vm, now_ns()}));
+    CLOUDMGR_RETURN_IF_ERROR(with_link([&](spi::AgentLink& l) {
+      return l.publish_vm(VmView{host_id(), vm, now_ns()});
+    }));
     published[vm.uuid] = vm;
     return {};
   }
@@ -168,7 +273,7 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
       }
       for (auto it = published.begin(); it != published.end();) {
         if (!seen.contains(it->first)) {
-          CLOUDMGR_RETURN_IF_ERROR(link->remove_vm(it->first));
+          CLOUDMGR_RETURN_IF_ERROR(with_link([&](spi::AgentLink& l) { return l.remove_vm(it->first); }));
           it = published.erase(it);
         } else {
           ++it;
@@ -190,7 +295,7 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
     if (images_published && before == now) {
       return {};
     }
-    Status s = link->publish_images(now);
+    Status s = with_link([&](spi::AgentLink& l) { return l.publish_images(now); });
     if (s.code() == StatusCode::kUnimplemented) {
       return {};  // a transport without image lists: templates work, managers see no cache
     }
@@ -213,7 +318,7 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
         return vm.status();
       }
       if (published.erase(uuid) > 0) {
-        return link->remove_vm(uuid);
+        return with_link([&](spi::AgentLink& l) { return l.remove_vm(uuid); });
       }
       return {};
     }
@@ -278,7 +383,7 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
       }
       warned = false;
       const HostSample sample = rates.update(*counters);
-      if (link->publish_sample(sample).ok()) {
+      if (with_link([&](spi::AgentLink& l) { return l.publish_sample(sample); }).ok()) {
         ++samples;
       }
       if (history) {
@@ -363,7 +468,8 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
     if (Status s = audit->result(reply.command_id, reply.status, reply.completed_ns); !s.ok()) {
       fmt::print(stderr, "agent {}: the audit log failed: {}\n", host_id(), s.message());
     }
-    (void)link->reply(reply);  // a lost reply shows as "no reply" at the manager
+    // A lost reply shows as "no reply" at the manager.
+    (void)with_link([&](spi::AgentLink& l) { return l.reply(reply); });
   }
 
   void handle(const Command& c) {
@@ -432,7 +538,7 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
       CLOUDMGR_RETURN_IF_ERROR(write_file_atomically(groups_path, j.dump(2) + "\n"));
       groups = next;
     }
-    CLOUDMGR_RETURN_IF_ERROR(link->set_groups(next));
+    CLOUDMGR_RETURN_IF_ERROR(with_link([&](spi::AgentLink& l) { return l.set_groups(next); }));
     return publish_host();
   }
 
@@ -612,8 +718,10 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
       s = provisioner->remove_vm(VmRef::parse(a.text_or("vm", "")), a.boolean_or("force", false));
     } else if (v == "vm.capture") {
       const std::int64_t deadline = c.deadline_ns;
-      auto sent = provisioner->capture(VmRef::parse(a.text_or("vm", "")), a.text_or("transfer", ""),
-                                       [&](const ImageChunk& chunk) { return link->send_chunk(chunk, deadline); });
+      auto sent = provisioner->capture(
+          VmRef::parse(a.text_or("vm", "")), a.text_or("transfer", ""), [&](const ImageChunk& chunk) {
+            return with_link([&](spi::AgentLink& l) { return l.send_chunk(chunk, deadline); });
+          });
       s = sent.status();
     }
     (void)publish_images();
@@ -621,6 +729,14 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
   }
 
   void stop() {
+    {
+      const std::lock_guard lock(heal_mutex);
+      heal_stop = true;
+    }
+    heal_cv.notify_all();
+    if (healer.joinable()) {
+      healer.join();
+    }
     {
       const std::lock_guard lock(queue_mutex);
       if (stopping) {
@@ -649,6 +765,7 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
     if (sampler.joinable()) {
       sampler.join();
     }
+    const std::unique_lock lock(link_mutex);
     if (link && !abandoned) {
       (void)link->leave();
     }
@@ -734,11 +851,9 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
   }
   CLOUDMGR_ASSIGN_OR_RETURN(a.transport, spi::open_transport(a.options.transport));
   Impl* self = impl.get();
-  CLOUDMGR_ASSIGN_OR_RETURN(
-      a.link,
-      a.transport->open_agent(a.host_id(), a.groups,
-                              {.on_command = [self](const Command& c) { self->enqueue(c); },
-                               .on_chunk = [self](const ImageChunk& chunk) { self->images->on_chunk(chunk); }}));
+  a.link_callbacks = {.on_command = [self](const Command& c) { self->enqueue(c); },
+                      .on_chunk = [self](const ImageChunk& chunk) { self->images->on_chunk(chunk); }};
+  CLOUDMGR_ASSIGN_OR_RETURN(a.link, a.transport->open_agent(a.host_id(), a.groups, a.link_callbacks));
   // From here on, a failure stops what started (callbacks may already be running).
   Status started = [&]() -> Status {
     auto sub = a.hv->subscribe_lifecycle([self](const VmEvent& e) { self->on_event(e); });
@@ -757,6 +872,9 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions options) {
       if (a.options.sample_ms > 0) {
         a.sampler = std::thread([self] { self->sample_loop(); });
       }
+      if (!a.options.transport.pki_dir.empty() && a.options.heal_after_ms > 0) {
+        a.healer = std::thread([self] { self->heal_loop(); });
+      }
     } catch (const std::system_error& e) {
       return resource_exhausted_error(fmt::format("starting the agent's threads: {}", e.what()));
     }
@@ -773,6 +891,7 @@ const std::string& Agent::host_id() const noexcept { return impl_->host_id(); }
 std::vector<std::string> Agent::groups() const { return impl_->current_groups(); }
 std::uint64_t Agent::commands_executed() const noexcept { return impl_->executed.load(); }
 std::uint64_t Agent::samples_published() const noexcept { return impl_->samples.load(); }
+std::uint64_t Agent::participant_renewals() const noexcept { return impl_->renewals.load(); }
 
 void Agent::abandon() {
   impl_->abandoned = true;

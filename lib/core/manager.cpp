@@ -691,8 +691,8 @@ std::vector<VmView> Manager::vms(const std::optional<std::string>& host_id,
   return out;
 }
 
-std::vector<std::string> Manager::unauthenticated_peers(std::chrono::milliseconds min_age) const {
-  return impl_->transport->unauthenticated_peers(min_age);
+std::vector<std::string> Manager::unreached_agents(std::chrono::milliseconds min_age) const {
+  return impl_->link->unreached_agents(min_age);
 }
 
 std::map<std::string, std::vector<std::string>> Manager::groups() const {

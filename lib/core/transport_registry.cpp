@@ -74,8 +74,9 @@ Status ManagerLink::send_chunk(const ImageChunk& /*chunk*/, const std::vector<st
                                std::int64_t /*deadline_ns*/) {
   return unimplemented_error("this transport does not carry images");
 }
+std::vector<std::string> AgentLink::unreached_managers(std::chrono::milliseconds /*min_age*/) const { return {}; }
+std::vector<std::string> ManagerLink::unreached_agents(std::chrono::milliseconds /*min_age*/) const { return {}; }
 Transport::~Transport() = default;
-std::vector<std::string> Transport::unauthenticated_peers(std::chrono::milliseconds /*min_age*/) const { return {}; }
 
 Status register_transport(std::string kind, TransportFactory factory) {
   if (kind.empty() || !factory) {

@@ -2,7 +2,7 @@
 // PKI the test makes (cloudmgr/pki.h), managers in this process, and attackers: unsecured
 // participants, participants with the wrong identity, forged or expired permissions, another
 // CA, and a bare Fast DDS program (what an attacker would write) with an agent's own files.
-// Every test asserts a count. Each uses its own DDS domain (180-189; the marker test also 186).
+// Every test asserts a count. Each uses its own DDS domain (180-188 and 191; the marker test also 186).
 #include <arpa/inet.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -66,6 +66,7 @@ std::uint32_t domain_for_this_test() {
       {"MarkerNeverAppearsOnTheWire", 185},
       {"AuditNamesTheRealIssuer", 187},
       {"SecuredCloudRunsCommandsMonitoringAndHistory", 188},
+      {"AgentRenewsItsParticipantForAManagerItNeverReaches", 191},
   };
   const auto it = kDomains.find(::testing::UnitTest::GetInstance()->current_test_info()->name());
   return it != kDomains.end() ? it->second : 189;
@@ -651,6 +652,54 @@ TEST_F(Security, SecuredCloudRunsCommandsMonitoringAndHistory) {
     ASSERT_FALSE(hr.reply.history.empty()) << hr.host_id;
     EXPECT_GE(hr.reply.history.front().points.size(), 2U) << hr.host_id;
   }
+}
+
+// The agents' self-heal for lost secure handshakes, made deterministic: a participant with a
+// valid manager identity that reads no host state looks to an agent exactly like a manager whose
+// handshake was lost (discovered, never matched). The agent renews its participant, at most
+// as often as its backoff allows, and the real manager keeps the host and its commands.
+TEST_F(Security, AgentRenewsItsParticipantForAManagerItNeverReaches) {
+  issue(pki::Role::kManager, "mute");
+  issue(pki::Role::kAgent, "node1");
+  agents_["node1"] =
+      std::make_unique<testing::AgentProcess>("node1", domain_, root_ / "node1", std::vector<std::string>{}, 4000,
+                                              std::vector<std::string>{"--pki", pki_, "--heal-after-ms", "1500"});
+  ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(20000)).ok());
+  legit_command_reaches("node1");
+  const fs::path log = root_ / "node1" / "agent.log";
+  const auto renewals_for = [&](std::string_view who) {
+    std::size_t n = 0;
+    std::istringstream lines(slurp(log));
+    for (std::string line; std::getline(lines, line);) {
+      if (line.find("renewing this agent's DDS participant") != std::string::npos &&
+          line.find(who) != std::string::npos) {
+        ++n;
+      }
+    }
+    return n;
+  };
+  ASSERT_EQ(renewals_for("manager."), 0U) << slurp(log);
+  const auto mute_started = std::chrono::steady_clock::now();
+  {
+    RawParticipant mute(domain_, files_of(pki_, "manager.mute"));
+    ASSERT_TRUE(mute.created());
+    for (int i = 0; i < 200 && renewals_for("manager.mute") == 0; ++i) {
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    ASSERT_GE(renewals_for("manager.mute"), 1U) << slurp(log);
+    std::this_thread::sleep_for(milliseconds(6000));
+  }
+  const double mute_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - mute_started).count();
+  // Waits of 1.5-2.25 s, then 3-4.5 s, then 6-9 s: at most 3 renewals in the mute's lifetime
+  // (about 8-26 s), and none of them for the real manager alone.
+  EXPECT_LE(renewals_for("manager.mute"), 3U) << mute_s << " s\n" << slurp(log);
+  EXPECT_EQ(renewals_for("manager.") - renewals_for("manager.mute"), 0U) << slurp(log);
+  // The real manager sees the host again through the agent's new participant, and commands it.
+  ASSERT_TRUE(manager()
+                  .wait_until([](const Manager& m) { return m.host("node1") && m.host("node1")->online(); },
+                              milliseconds(20000))
+                  .ok());
+  legit_command_reaches("node1");
 }
 
 }  // namespace

@@ -9,7 +9,8 @@
 //     "allow_host_reboot": false, "reboot_command": ["/usr/bin/systemctl", "reboot"],
 //     "sample_ms": 1000, "history": true, "history_raw": "1h", "history_rollup_step": "1m",
 //     "history_rollup": "30d", "simulated_load": "auto",
-//     "image_dir": "/var/lib/cloudmgr/images", "storage_pool": "cloudmgr-node1"
+//     "image_dir": "/var/lib/cloudmgr/images", "storage_pool": "cloudmgr-node1",
+//     "pki": "/etc/cloudmgr/pki", "heal_after_ms": 6000
 //   }
 // Runs until SIGINT/SIGTERM, then leaves cleanly (managers see the host go at once).
 #include <CLI/CLI.hpp>
@@ -55,28 +56,12 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
   if (!j.is_object()) {
     return cloudmgr::invalid_argument_error(fmt::format("config file '{}' is not a JSON object", path));
   }
-  static const std::set<std::string> known_keys = {"host_id",
-                                                   "uri",
-                                                   "groups",
-                                                   "state_dir",
-                                                   "domain_id",
-                                                   "interfaces",
-                                                   "shared_memory",
-                                                   "discovery",
-                                                   "initial_peers",
-                                                   "lease_ms",
-                                                   "announce_ms",
-                                                   "refresh_ms",
-                                                   "allow_host_reboot",
-                                                   "reboot_command",
-                                                   "sample_ms",
-                                                   "history",
-                                                   "history_raw",
-                                                   "history_rollup_step",
-                                                   "history_rollup",
-                                                   "simulated_load",
-                                                   "image_dir",
-                                                   "storage_pool"};
+  static const std::set<std::string> known_keys = {
+      "host_id",        "uri",           "groups",      "state_dir",           "domain_id",
+      "interfaces",     "shared_memory", "discovery",   "initial_peers",       "lease_ms",
+      "announce_ms",    "heal_after_ms", "refresh_ms",  "allow_host_reboot",   "reboot_command",
+      "sample_ms",      "history",       "history_raw", "history_rollup_step", "history_rollup",
+      "simulated_load", "image_dir",     "storage_pool"};
   try {
     for (const auto& [key, value] : j.items()) {
       if (!known_keys.contains(key)) {
@@ -105,6 +90,7 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
     if (j.contains("pki")) o.transport.pki_dir = j["pki"].get<std::string>();
     if (j.contains("lease_ms")) o.transport.agent_lease_ms = j["lease_ms"].get<std::uint32_t>();
     if (j.contains("announce_ms")) o.transport.announce_period_ms = j["announce_ms"].get<std::uint32_t>();
+    if (j.contains("heal_after_ms")) o.heal_after_ms = j["heal_after_ms"].get<std::uint32_t>();
     if (j.contains("refresh_ms")) o.refresh_ms = j["refresh_ms"].get<std::uint32_t>();
     if (j.contains("allow_host_reboot")) o.hypervisor.reboot.enabled = j["allow_host_reboot"].get<bool>();
     if (j.contains("reboot_command")) o.hypervisor.reboot.command = j["reboot_command"].get<std::vector<std::string>>();
@@ -146,7 +132,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> groups;
   std::optional<std::uint32_t> domain_id;
   bool allow_reboot = false;
-  std::optional<std::uint32_t> sample_ms, lease_ms, announce_ms;
+  std::optional<std::uint32_t> sample_ms, lease_ms, announce_ms, heal_after_ms;
+  std::vector<std::string> star;
   std::string history_raw, history_step, history_rollup;
   std::string image_dir, storage_pool, pki_dir;
   app.add_option("--config", config, "JSON config file (flags override it)");
@@ -158,6 +145,12 @@ int main(int argc, char** argv) {
   app.add_option("--transport", transport_kind, "dds (default) or inproc");
   app.add_option("--pki", pki_dir,
                  "the cloud's PKI directory: run secured as identity agent.HOST-ID (cloudctl pki issue agent HOST-ID)");
+  app.add_option("--star", star,
+                 "star discovery: a manager address to announce to (repeatable; no multicast, agents never meet "
+                 "each other)");
+  app.add_option("--heal-after-ms", heal_after_ms,
+                 "secured: renew the DDS participant when a manager is still unmatched after this long (default "
+                 "6000; 0 = never)");
   app.add_flag("--allow-host-reboot", allow_reboot, "allow managers to reboot this host");
   app.add_option("--sample-ms", sample_ms, "monitoring tick in ms (default 1000; 0 = no monitoring)");
   app.add_option("--lease-ms", lease_ms, "offline after this long without announcements (default 2000)");
@@ -196,6 +189,11 @@ int main(int argc, char** argv) {
   if (sample_ms) o.sample_ms = *sample_ms;
   if (lease_ms) o.transport.agent_lease_ms = *lease_ms;
   if (announce_ms) o.transport.announce_period_ms = *announce_ms;
+  if (heal_after_ms) o.heal_after_ms = *heal_after_ms;
+  if (!star.empty()) {
+    o.transport.discovery = cloudmgr::spi::TransportConfig::Discovery::kStar;
+    o.transport.initial_peers = star;
+  }
   for (const auto& [flag, text, field] :
        {std::tuple{"--history-raw", &history_raw, &o.retention.raw_ns},
         std::tuple{"--history-rollup-step", &history_step, &o.retention.rollup_step_ns},

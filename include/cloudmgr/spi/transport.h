@@ -79,6 +79,12 @@ class CLOUDMGR_API AgentLink {
   virtual Status send_chunk(const ImageChunk& chunk, std::int64_t deadline_ns);
   // Clean shutdown: disposes the host and its VMs so managers see the host leave at once.
   virtual Status leave() = 0;
+  // Secured transports: the identities ("manager.admin") of managers this participant
+  // discovered at least `min_age` ago that have not matched this host's state (a manager's
+  // state reader reads every host), and did not fail authentication. Fast DDS 2.9.1 loses some
+  // secure handshakes for good (shared/FACTS.md); the agent heals that with a new participant.
+  // Default: none.
+  virtual std::vector<std::string> unreached_managers(std::chrono::milliseconds min_age) const;
 };
 
 struct AgentCallbacks {
@@ -106,6 +112,11 @@ class CLOUDMGR_API ManagerLink {
   // and blocks while a reader is full (flow control), at most until `deadline_ns`
   // (kDeadlineExceeded, naming the hosts not reached). Default: kUnimplemented.
   virtual Status send_chunk(const ImageChunk& chunk, const std::vector<std::string>& hosts, std::int64_t deadline_ns);
+  // Secured transports: the identities ("agent.node1") of agents this participant discovered
+  // at least `min_age` ago whose host record has not arrived, and that did not fail
+  // authentication: a secure handshake Fast DDS 2.9.1 lost (a new participant heals it).
+  // Default: none.
+  virtual std::vector<std::string> unreached_agents(std::chrono::milliseconds min_age) const;
 };
 
 struct ManagerCallbacks {
@@ -134,11 +145,6 @@ class CLOUDMGR_API Transport {
                                                         AgentCallbacks callbacks) = 0;
   // Already published state (host and VM records) arrives through the callbacks at once.
   virtual Result<std::unique_ptr<ManagerLink>> open_manager(const std::string& name, ManagerCallbacks callbacks) = 0;
-  // Secured transports: the identities ("agent.node1") of peers this participant discovered
-  // at least `min_age` ago whose secure handshake has neither completed nor failed. Fast DDS
-  // 2.9.1 loses some handshakes for good (shared/FACTS.md); a new participant heals them.
-  // Default: none.
-  virtual std::vector<std::string> unauthenticated_peers(std::chrono::milliseconds min_age) const;
 };
 
 using TransportFactory = std::function<Result<std::unique_ptr<Transport>>(const TransportConfig&)>;

@@ -37,6 +37,8 @@
 #include <fastdds/dds/domain/DomainParticipantFactory.hpp>
 #include <fastdds/dds/domain/DomainParticipantListener.hpp>
 #include <fastdds/dds/domain/qos/DomainParticipantQos.hpp>
+#include <fastdds/dds/log/Log.hpp>
+#include <fastdds/dds/log/StdoutErrConsumer.hpp>
 #include <fastdds/dds/publisher/DataWriter.hpp>
 #include <fastdds/dds/publisher/DataWriterListener.hpp>
 #include <fastdds/dds/publisher/Publisher.hpp>
@@ -80,8 +82,14 @@ using bus::kVmTopic;
 
 // Reliable endpoints repair a lost packet within about this long (Fast DDS's default is 3 s).
 constexpr std::uint32_t kHeartbeatPeriodMs = 100;
-// Star discovery: agents announce to this many participant ids at each initial peer.
-constexpr std::uint32_t kStarPeerRange = 64;
+// Star discovery (shared/DESIGN.md): managers take participant ids 0-7 and agents 8 and up, and
+// every participant announces only to ids 0-7 at each initial peer. Agents never meet each other
+// (secured, that keeps the secure handshakes at managers x agents, not N^2), and a new manager
+// meets the agents as their periodic announcements arrive, spread over one announcement period,
+// not all at once: with 32 secured agents, managers that announced to the agents' ids too lost
+// more handshakes (tests/cloud/secured_scale_test.cpp). At most eight managers per address: a
+// ninth one's port spills into the agents' range, where no agent announces.
+constexpr std::uint32_t kStarManagerIds = 8;
 // Payload memory. Fast DDS 2.9.1's dynamic pools (DYNAMIC_RESERVE, DYNAMIC_REUSABLE) cannot take
 // the zero-byte payload of a remote dispose/unregister: the reader refuses the change, NACKs it
 // forever and the writer's reliable stream stalls (seen across processes). Preallocated-with-realloc
@@ -461,18 +469,19 @@ class PeerIdentities final : public fdds::DomainParticipantListener {
     return it == peers_.end() ? std::nullopt : it->second.subject;
   }
 
-  // Identities of peers discovered at least `min_age` ago whose handshake has neither
-  // succeeded nor failed.
-  std::vector<std::string> stalled(std::chrono::milliseconds min_age) const {
+  // Peers of `role` discovered at least `min_age` ago that did not fail authentication, with
+  // their identities ("manager.admin"): the links check which of them their data reached.
+  std::vector<std::pair<rtps::GuidPrefix_t, std::string>> discovered(pki::Role role,
+                                                                     std::chrono::milliseconds min_age) const {
     const auto now = std::chrono::steady_clock::now();
-    std::vector<std::string> out;
+    std::vector<std::pair<rtps::GuidPrefix_t, std::string>> out;
     const std::lock_guard lock(mutex_);
     for (const auto& [prefix, peer] : peers_) {
-      if (peer.subject && !peer.authorized && !peer.rejected && now - peer.discovered >= min_age) {
-        out.push_back(fmt::format("{}.{}", pki::to_string(peer.subject->role), peer.subject->name));
+      if (peer.subject && peer.subject->role == role && !peer.rejected && now - peer.discovered >= min_age) {
+        out.emplace_back(prefix, fmt::format("{}.{}", pki::to_string(peer.subject->role), peer.subject->name));
       }
     }
-    std::sort(out.begin(), out.end());
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
     return out;
   }
 
@@ -660,7 +669,9 @@ class DdsAgentLink final : public spi::AgentLink {
       return internal_error("DDS: cannot create the agent's status publisher");
     }
     const fdds::DataWriterQos sq = state_writer_qos(domain_.config);
-    host_writer_ = state_pub_->create_datawriter(domain_.host_topic, sq);
+    host_writer_ =
+        state_pub_->create_datawriter(domain_.host_topic, sq, &host_matches_, fdds::StatusMask::publication_matched());
+    host_matches_.set_writer(host_writer_);
     vm_writer_ = state_pub_->create_datawriter(domain_.vm_topic, sq);
     metrics_writer_ = state_pub_->create_datawriter(domain_.metrics_topic, metrics_writer_qos(domain_.config));
     images_writer_ = state_pub_->create_datawriter(domain_.images_topic, metrics_writer_qos(domain_.config));
@@ -867,6 +878,19 @@ class DdsAgentLink final : public spi::AgentLink {
     return write_chunk(chunk_writer_, chunk, deadline_ns);
   }
 
+  std::vector<std::string> unreached_managers(std::chrono::milliseconds min_age) const override {
+    std::vector<std::string> out;
+    if (!domain_.secured) {
+      return out;
+    }
+    for (auto& [prefix, identity] : domain_.peers->discovered(pki::Role::kManager, min_age)) {
+      if (!host_matches_.matches(prefix)) {
+        out.push_back(std::move(identity));
+      }
+    }
+    return out;
+  }
+
   Status leave() override {
     const std::lock_guard lock(mutex_);
     Status first;
@@ -1024,6 +1048,7 @@ class DdsAgentLink final : public spi::AgentLink {
   const Domain& domain_;
   const std::string host_id_;
   const spi::AgentCallbacks callbacks_;
+  mutable MatchTracker host_matches_;  // every manager's state reader matches the host writer
   MatchTracker reply_matches_;
   MatchTracker history_matches_;
   MatchTracker audit_matches_;
@@ -1177,6 +1202,22 @@ class DdsManagerLink final : public spi::ManagerLink {
       }
     }
     return {};
+  }
+
+  std::vector<std::string> unreached_agents(std::chrono::milliseconds min_age) const override {
+    std::vector<std::string> out;
+    if (!domain_.secured) {
+      return out;
+    }
+    const auto peers = domain_.peers->discovered(pki::Role::kAgent, min_age);
+    const std::lock_guard lock(mutex_);
+    for (const auto& peer : peers) {
+      if (std::none_of(host_writer_.begin(), host_writer_.end(),
+                       [&](const auto& entry) { return entry.second.guidPrefix == peer.first; })) {
+        out.push_back(peer.second);
+      }
+    }
+    return out;
   }
 
   Status send(const Command& command, const std::vector<std::string>& expected_hosts) override {
@@ -1529,7 +1570,7 @@ class DdsManagerLink final : public spi::ManagerLink {
   DataListener images_listener_;
   DataListener chunk_listener_;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable cv_;                                    // host_writer_ or a writer's matches changed
   std::map<fdds::InstanceHandle_t, std::string> host_instances_;  // GUARDED_BY(mutex_)
   std::set<std::string> live_hosts_;                              // GUARDED_BY(mutex_)
@@ -1555,19 +1596,19 @@ void CommandWriter::on_publication_matched(fdds::DataWriter* /*writer*/, const f
 
 // Participant ids of this process's live transports. Fast DDS hands out automatic ids from a
 // counter that never goes back (2.9.1), so a process that reopens its transport would drift past
-// the star profile's peer range (kStarPeerRange) and never be found again. We take the lowest
-// free id instead; another process holding the same id's port is resolved by Fast DDS (it moves
-// to the next port, which is the next id's).
+// the star profile's ranges and never be found again. We take the lowest free id at or above a
+// base instead; another process holding the same id's port is resolved by Fast DDS (it moves to
+// the next port, which is the next id's).
 class ParticipantIds {
  public:
   static ParticipantIds& instance() {
     static ParticipantIds ids;
     return ids;
   }
-  // The lowest id not in use here and not in `tried`.
-  std::int32_t take(const std::set<std::int32_t>& tried) {
+  // The lowest id from `base` not in use here and not in `tried`.
+  std::int32_t take(std::int32_t base, const std::set<std::int32_t>& tried) {
     const std::lock_guard lock(mutex_);
-    std::int32_t id = 0;
+    std::int32_t id = base;
     while (used_.count(id) > 0 || tried.count(id) > 0) {
       ++id;
     }
@@ -1615,8 +1656,12 @@ class DdsTransport final : public spi::Transport {
     q.transport().use_builtin_transports = false;
     auto udp = std::make_shared<eprosima::fastdds::rtps::UDPv4TransportDescriptor>();
     udp->interfaceWhiteList = c.interfaces;
-    if (c.discovery == spi::TransportConfig::Discovery::kStar) {
-      udp->maxInitialPeersRange = kStarPeerRange;
+    const bool star = c.discovery == spi::TransportConfig::Discovery::kStar;
+    // The role comes from the identity Agent and Manager fill in ("agent.node1"); a bare
+    // transport (tests) counts as a manager.
+    const bool agent = c.identity.starts_with("agent.");
+    if (star) {
+      udp->maxInitialPeersRange = kStarManagerIds;
     }
     q.transport().user_transports.push_back(udp);
     if (c.shared_memory) {
@@ -1627,10 +1672,10 @@ class DdsTransport final : public spi::Transport {
     auto& builtin = q.wire_protocol().builtin;
     builtin.discovery_config.leaseDuration = duration_ms(c.agent_lease_ms);
     builtin.discovery_config.leaseDuration_announcementperiod = duration_ms(c.announce_period_ms);
-    if (c.discovery == spi::TransportConfig::Discovery::kStar) {
+    if (star) {
       // No multicast at all: explicit metatraffic unicast locators (port 0: Fast DDS fills in the
       // well-known port of this participant id) and the managers as initial peers (port 0: every
-      // participant id up to kStarPeerRange at that address).
+      // participant id of the range at that address).
       for (const auto& iface : c.interfaces) {
         rtps::Locator_t loc;
         loc.kind = LOCATOR_KIND_UDPv4;
@@ -1649,7 +1694,8 @@ class DdsTransport final : public spi::Transport {
 
     std::set<std::int32_t> tried;
     for (int attempt = 0; attempt < kParticipantIdAttempts && domain_.participant == nullptr; ++attempt) {
-      participant_id_ = ParticipantIds::instance().take(tried);
+      participant_id_ =
+          ParticipantIds::instance().take(star && agent ? static_cast<std::int32_t>(kStarManagerIds) : 0, tried);
       q.wire_protocol().participant_id = participant_id_;
       domain_.participant = fdds::DomainParticipantFactory::get_instance()->create_participant(
           static_cast<fdds::DomainId_t>(c.domain_id), q, domain_.secured ? &peers_ : nullptr, fdds::StatusMask::none());
@@ -1737,10 +1783,6 @@ class DdsTransport final : public spi::Transport {
     return {};
   }
 
-  std::vector<std::string> unauthenticated_peers(std::chrono::milliseconds min_age) const override {
-    return domain_.secured ? peers_.stalled(min_age) : std::vector<std::string>{};
-  }
-
   // DDS-Security from the PKI, every file checked before the participant exists (Fast DDS
   // itself would only say "initialization error"); or a warning that there is none.
   Status configure_security(const spi::TransportConfig& c, fdds::DomainParticipantQos& q) {
@@ -1784,6 +1826,15 @@ class DdsTransport final : public spi::Transport {
 }  // namespace
 
 Result<std::unique_ptr<spi::Transport>> open_dds_transport(const spi::TransportConfig& config) {
+  // Fast DDS logs to standard output by default, where it would corrupt a tool's output (a
+  // secured handshake's errors in the middle of `cloudctl --json`): every kind goes to stderr.
+  static std::once_flag log_to_stderr;
+  std::call_once(log_to_stderr, [] {
+    auto consumer = std::make_unique<fdds::StdoutErrConsumer>();
+    consumer->stderr_threshold(fdds::Log::Kind::Info);
+    fdds::Log::ClearConsumers();
+    fdds::Log::RegisterConsumer(std::move(consumer));
+  });
   auto transport = std::make_unique<DdsTransport>(config);
   if (Status s = transport->init(); !s.ok()) {
     return s;
