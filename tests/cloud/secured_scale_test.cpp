@@ -13,10 +13,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <memory>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -24,6 +21,7 @@
 
 #include "cloudmgr/cloudmgr.h"
 #include "support/agent_process.h"
+#include "support/text.h"
 
 namespace cloudmgr {
 namespace {
@@ -37,20 +35,9 @@ constexpr int kAgents = 32;
 constexpr int kCloudctlRuns = 3;
 constexpr std::uint32_t kLeaseMs = 4000;  // agents announce every kLeaseMs / 4
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::size_t occurrences(std::string_view haystack, std::string_view needle) {
-  std::size_t n = 0;
-  for (std::size_t at = haystack.find(needle); at != std::string_view::npos; at = haystack.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
-}
+using testing::lines_with;
+using testing::occurrences;
+using testing::slurp;
 
 // Runs a command line, returns its exit status and standard output (standard error goes to
 // `err_file`).
@@ -106,7 +93,7 @@ class SecuredScale : public ::testing::Test {
   std::size_t renewals() const {
     std::size_t n = 0;
     for (const auto& id : ids_) {
-      n += occurrences(slurp(root_ / id / "agent.log"), "renewing this agent's DDS participant");
+      n += lines_with(slurp(root_ / id / "agent.log"), testing::kRenewalLogLine).size();
     }
     return n;
   }
@@ -193,11 +180,8 @@ TEST_F(SecuredScale, ThirtyTwoAgentsAllMatchAndAnswerEveryTime) {
               occurrences(errors, "reconnecting"), renewals());
   RecordProperty("agent_renewals", static_cast<int>(renewals()));
   for (const auto& id : ids_) {
-    std::istringstream lines(slurp(root_ / id / "agent.log"));
-    for (std::string line; std::getline(lines, line);) {
-      if (line.find("renewing this agent's DDS participant") != std::string::npos) {
-        std::printf("%s: %s\n", id.c_str(), line.c_str());
-      }
+    for (const auto& line : lines_with(slurp(root_ / id / "agent.log"), testing::kRenewalLogLine)) {
+      std::printf("%s: %s\n", id.c_str(), line.c_str());
     }
   }
 }

@@ -38,6 +38,7 @@
 #include "pki/pki_internal.h"
 #include "support/agent_process.h"
 #include "support/raw_manager.h"
+#include "support/text.h"
 
 namespace cloudmgr {
 namespace {
@@ -72,20 +73,9 @@ std::uint32_t domain_for_this_test() {
   return it != kDomains.end() ? it->second : 189;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::size_t occurrences(std::string_view haystack, std::string_view needle) {
-  std::size_t n = 0;
-  for (std::size_t at = haystack.find(needle); at != std::string_view::npos; at = haystack.find(needle, at + 1)) {
-    ++n;
-  }
-  return n;
-}
+using testing::lines_with;
+using testing::occurrences;
+using testing::slurp;
 
 // The files of one identity, as a DDS participant's security properties take them.
 struct Files {
@@ -667,16 +657,11 @@ TEST_F(Security, AgentRenewsItsParticipantForAManagerItNeverReaches) {
   ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(20000)).ok());
   legit_command_reaches("node1");
   const fs::path log = root_ / "node1" / "agent.log";
+  // Renewal lines of the agent's log that name `who`.
   const auto renewals_for = [&](std::string_view who) {
-    std::size_t n = 0;
-    std::istringstream lines(slurp(log));
-    for (std::string line; std::getline(lines, line);) {
-      if (line.find("renewing this agent's DDS participant") != std::string::npos &&
-          line.find(who) != std::string::npos) {
-        ++n;
-      }
-    }
-    return n;
+    const auto lines = lines_with(slurp(log), testing::kRenewalLogLine);
+    return static_cast<std::size_t>(std::count_if(
+        lines.begin(), lines.end(), [&](const std::string& line) { return line.find(who) != std::string::npos; }));
   };
   ASSERT_EQ(renewals_for("manager."), 0U) << slurp(log);
   const auto mute_started = std::chrono::steady_clock::now();

@@ -15,12 +15,16 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 extern char** environ;  // NOLINT(readability-redundant-declaration)
 
 namespace cloudmgr::testing {
+
+// What an agent logs when it renews its DDS participant (AgentOptions::heal_after_ms).
+inline constexpr std::string_view kRenewalLogLine = "renewing this agent's DDS participant";
 
 class AgentProcess {
  public:

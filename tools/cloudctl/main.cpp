@@ -298,16 +298,14 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("CLOUDMGR_IDENTITY"); env != nullptr && *env != '\0') {
     o.identity = env;
   }
-  if (const char* env = std::getenv("CLOUDMGR_STAR"); env != nullptr && *env != '\0') {
-    o.star = split_list(env);
-  }
   // NOLINTEND(concurrency-mt-unsafe)
   app.add_option("--pki", o.pki, "the cloud's PKI directory: run secured (or $CLOUDMGR_PKI; none: unsecured)");
   app.add_option("--identity", o.identity, "the manager identity in the PKI (or $CLOUDMGR_IDENTITY; default admin)");
   app.add_option("--star", o.star,
                  "star discovery, as the agents were started with (--star): this machine's manager address "
                  "(repeatable, or $CLOUDMGR_STAR, comma-separated)")
-      ->delimiter(',');
+      ->delimiter(',')
+      ->envname("CLOUDMGR_STAR");
   app.add_option("--transport", o.transport, "dds (default)")->check(CLI::IsMember({"dds", "inproc"}));
   app.add_flag("--json", o.json, "JSON instead of tables");
   app.add_option("--timeout", o.timeout_s, "seconds a command may take (default 10)")->check(CLI::Range(0.1, 86400.0));

@@ -12,7 +12,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -51,22 +50,6 @@ struct Options {
   // Star discovery (--star, $CLOUDMGR_STAR): the managers' addresses; empty = multicast.
   std::vector<std::string> star;
 };
-
-inline std::vector<std::string> split_list(std::string_view text, char sep = ',') {
-  std::vector<std::string> out;
-  while (!text.empty()) {
-    const auto end = text.find(sep);
-    std::string_view item = text.substr(0, end);
-    if (!item.empty()) {
-      out.emplace_back(item);
-    }
-    if (end == std::string_view::npos) {
-      break;
-    }
-    text.remove_prefix(end + 1);
-  }
-  return out;
-}
 
 // --store, else $CLOUDMGR_TEMPLATES, else $XDG_DATA_HOME (or ~/.local/share)/cloudmgr/templates.
 inline std::string template_store_dir(const Options& o) {

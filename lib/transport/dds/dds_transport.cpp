@@ -459,8 +459,7 @@ class PeerIdentities final : public fdds::DomainParticipantListener {
                                    rtps::ParticipantAuthenticationInfo&& info) override {
     const std::lock_guard lock(mutex_);
     Peer& peer = peers_[info.guid.guidPrefix];
-    peer.authorized = info.status == rtps::ParticipantAuthenticationInfo::AUTHORIZED_PARTICIPANT;
-    peer.rejected = !peer.authorized;
+    peer.rejected = info.status != rtps::ParticipantAuthenticationInfo::AUTHORIZED_PARTICIPANT;
   }
 
   std::optional<pki::Subject> subject(const rtps::GuidPrefix_t& prefix) const {
@@ -489,7 +488,6 @@ class PeerIdentities final : public fdds::DomainParticipantListener {
   struct Peer {
     std::optional<pki::Subject> subject;  // when its claim matches its GUID
     std::chrono::steady_clock::time_point discovered = std::chrono::steady_clock::now();
-    bool authorized = false;
     bool rejected = false;
   };
   mutable std::mutex mutex_;
