@@ -9,6 +9,9 @@
 //                                   per command (getrusage) and the agents' CPU per command
 //                                   (/proc/PID/stat), raw and net of the agents' idle CPU (measured
 //                                   over 2 s just before).
+//   Each also with star:1: the star discovery profile (agents --star 127.0.0.1, the Manager
+//   Discovery::kStar), where agents announce only to the managers' reserved ids and never meet
+//   each other, against star:0, the default multicast discovery.
 //   BM_SampleIngest/secured:s       16 agents at --sample-ms 100 (160 samples/s in all), a Manager
 //                                   with samples on counting subscribe_samples callbacks: after 1 s
 //                                   of warm-up, one 5 s window: samples/s received, manager and
@@ -27,9 +30,9 @@
 // through the same library. A bare Fast DDS group-command baseline comes with issue 9.
 //
 // DDS participants stay on this machine (the TransportConfig defaults: UDP on 127.0.0.1 + shared
-// memory) in domains 212-219, one per benchmark configuration, each used by one run at a time.
-// Agents are stopped with SIGTERM (a clean leave); one that ignores it for 20 s is killed, and the
-// shared-memory files it had open are removed at exit when no live process uses them.
+// memory) in domains 212-219 (multicast) and 222-229 (star), one per benchmark configuration, each used by one run at a
+// time. Agents are stopped with SIGTERM (a clean leave); one that ignores it for 20 s is killed, and the shared-memory
+// files it had open are removed at exit when no live process uses them.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -86,6 +89,9 @@ constexpr auto kIngestWindow = milliseconds(5000);
 // Domains: group command 212-217 (N = 1, 4, 16 x unsecured, secured), ingest 218-219.
 constexpr std::uint32_t kCommandDomainBase = 212;
 constexpr std::uint32_t kIngestDomainBase = 218;
+// The star profile's runs use the same layout 10 domains up (222-229).
+constexpr std::uint32_t kStarDomainOffset = 10;
+constexpr char kStarAddress[] = "127.0.0.1";
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -396,6 +402,7 @@ const std::string& pki_dir(std::string& error) {
 struct FleetOptions {
   int hosts = 1;
   bool secured = false;
+  bool star = false;  // star discovery (shared/DESIGN.md) instead of multicast
   std::uint32_t domain = 0;
   int sample_ms = 1000;
   bool manager_samples = false;
@@ -434,6 +441,9 @@ class Fleet {
                                     std::to_string(o_.sample_ms)};
       if (o_.secured) {
         args.insert(args.end(), {"--pki", pki_});
+      }
+      if (o_.star) {
+        args.insert(args.end(), {"--star", kStarAddress});
       }
       agents_.push_back(std::make_unique<AgentProcess>(std::move(args), (dir_.path / (id + ".log")).string()));
     }
@@ -523,6 +533,10 @@ class Fleet {
     cloudmgr::ManagerOptions mo;
     mo.transport.domain_id = o_.domain;
     mo.transport.pki_dir = pki_;
+    if (o_.star) {
+      mo.transport.discovery = cloudmgr::spi::TransportConfig::Discovery::kStar;
+      mo.transport.initial_peers = {kStarAddress};
+    }
     mo.name = "admin";
     mo.samples = o_.manager_samples;
     auto m = cloudmgr::Manager::open(std::move(mo));
@@ -563,14 +577,16 @@ std::string group_command(cloudmgr::Manager& m, int hosts) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// range(0): hosts, range(1): secured (0/1).
+// range(0): hosts, range(1): secured (0/1), range(2): star discovery (0: multicast, 1: star).
 void BM_GroupCommand(benchmark::State& state) {
   const int hosts = static_cast<int>(state.range(0));
   const bool secured = state.range(1) != 0;
+  const bool star = state.range(2) != 0;
   const std::uint32_t index = hosts == 1 ? 0 : hosts == 4 ? 1 : 2;
   Fleet fleet({.hosts = hosts,
                .secured = secured,
-               .domain = kCommandDomainBase + 2 * index + (secured ? 1 : 0),
+               .star = star,
+               .domain = (star ? kStarDomainOffset : 0) + kCommandDomainBase + 2 * index + (secured ? 1 : 0),
                .sample_ms = 1000,
                .manager_samples = false});
   const auto bring_up = Clock::now();
@@ -630,24 +646,32 @@ void BM_GroupCommand(benchmark::State& state) {
 }
 
 BENCHMARK(BM_GroupCommand)
-    ->ArgNames({"N", "secured"})
+    ->ArgNames({"N", "secured", "star"})
     // Each unsecured run next to its secured one (ArgsProduct would run all unsecured first).
-    ->Args({1, 0})
-    ->Args({1, 1})
-    ->Args({4, 0})
-    ->Args({4, 1})
-    ->Args({16, 0})
-    ->Args({16, 1})
+    ->Args({1, 0, 0})
+    ->Args({1, 1, 0})
+    ->Args({4, 0, 0})
+    ->Args({4, 1, 0})
+    ->Args({16, 0, 0})
+    ->Args({16, 1, 0})
+    ->Args({1, 0, 1})
+    ->Args({1, 1, 1})
+    ->Args({4, 0, 1})
+    ->Args({4, 1, 1})
+    ->Args({16, 0, 1})
+    ->Args({16, 1, 1})
     ->Iterations(kCommandIterations)
     ->Unit(benchmark::kMicrosecond)
     ->UseRealTime();
 
-// range(0): secured (0/1).
+// range(0): secured (0/1), range(1): star discovery (0/1).
 void BM_SampleIngest(benchmark::State& state) {
   const bool secured = state.range(0) != 0;
+  const bool star = state.range(1) != 0;
   Fleet fleet({.hosts = kIngestHosts,
                .secured = secured,
-               .domain = kIngestDomainBase + (secured ? 1 : 0),
+               .star = star,
+               .domain = (star ? kStarDomainOffset : 0) + kIngestDomainBase + (secured ? 1 : 0),
                .sample_ms = kIngestSampleMs,
                .manager_samples = true});
   if (std::string e = fleet.start(); !e.empty()) {
@@ -694,9 +718,11 @@ void BM_SampleIngest(benchmark::State& state) {
 }
 
 BENCHMARK(BM_SampleIngest)
-    ->ArgNames({"secured"})
-    ->Arg(0)
-    ->Arg(1)
+    ->ArgNames({"secured", "star"})
+    ->Args({0, 0})
+    ->Args({1, 0})
+    ->Args({0, 1})
+    ->Args({1, 1})
     ->Iterations(1)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond);
