@@ -3,7 +3,7 @@
 add_library(cloudmgr_build_flags INTERFACE)
 target_compile_options(cloudmgr_build_flags INTERFACE
   -Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wsign-conversion
-  -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual
+  $<$<COMPILE_LANGUAGE:CXX>:-Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual>
   -Wimplicit-fallthrough -Wformat=2
   # Designated initializers that leave fields at their defaults are the intended style
   # for option structs (HypervisorOptions, VmSpec...).

@@ -54,7 +54,10 @@ struct AgentOptions {
   // host's state after this long (plus up to half as much jitter) is a secure handshake Fast
   // DDS 2.9.1 lost for good; the agent then renews its DDS participant and publishes its state
   // again. The wait doubles after each renewal, up to 8 times this. 0 = never.
-  std::uint32_t heal_after_ms = 6000;
+  // 15 s: a handshake that is only slow (32 agents meeting a new manager on a loaded machine
+  // took over 8 s) must not be taken as lost, since a renewal restarts this agent's handshakes
+  // with every manager; and a short-lived manager (cloudctl) reconnects on its own within ~10 s.
+  std::uint32_t heal_after_ms = 15000;
 };
 
 // Owns its hypervisor connection, its transport link and its threads. Thread-safe.

@@ -10,7 +10,7 @@
 //     "sample_ms": 1000, "history": true, "history_raw": "1h", "history_rollup_step": "1m",
 //     "history_rollup": "30d", "simulated_load": "auto",
 //     "image_dir": "/var/lib/cloudmgr/images", "storage_pool": "cloudmgr-node1",
-//     "pki": "/etc/cloudmgr/pki", "heal_after_ms": 6000
+//     "pki": "/etc/cloudmgr/pki", "heal_after_ms": 15000
 //   }
 // Runs until SIGINT/SIGTERM, then leaves cleanly (managers see the host go at once).
 #include <CLI/CLI.hpp>
@@ -150,7 +150,7 @@ int main(int argc, char** argv) {
                  "each other)");
   app.add_option("--heal-after-ms", heal_after_ms,
                  "secured: renew the DDS participant when a manager is still unmatched after this long (default "
-                 "6000; 0 = never)");
+                 "15000; 0 = never)");
   app.add_flag("--allow-host-reboot", allow_reboot, "allow managers to reboot this host");
   app.add_option("--sample-ms", sample_ms, "monitoring tick in ms (default 1000; 0 = no monitoring)");
   app.add_option("--lease-ms", lease_ms, "offline after this long without announcements (default 2000)");

@@ -1,0 +1,906 @@
+"""cloudmgr: the whole cloud from Python, over libcloudmgr's C ABI (libcloudmgr-c).
+
+    import cloudmgr
+
+    with cloudmgr.Manager(domain=7) as m:
+        m.wait_for_hosts(3, timeout=10)
+        for host in m.hosts():
+            print(host.id, host.state, host.cpus)
+        result = m.execute(cloudmgr.group("web"), "vm.start", vm="web1")
+        for r in result:
+            print(r.host_id, r.outcome, r.message)
+        result.raise_for_errors()          # CommandFailed if any host failed
+
+Every failure of the library raises a subclass of :class:`CloudmgrError` named after its status
+code (:class:`NotFound`, :class:`InvalidArgument`, ...) carrying the library's message. A
+Manager is thread-safe; the objects it returns are plain frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+
+from . import _native as _n
+
+__all__ = [
+    "ABI_VERSION",
+    "AbiError",
+    "AlreadyExists",
+    "Cancelled",
+    "CloudmgrError",
+    "CommandFailed",
+    "CommandResult",
+    "DataLoss",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Group",
+    "History",
+    "HistoryPoint",
+    "HistorySeries",
+    "Host",
+    "HostResult",
+    "HostSample",
+    "HostState",
+    "Internal",
+    "InvalidArgument",
+    "Manager",
+    "Metric",
+    "NotFound",
+    "Outcome",
+    "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "SampleStream",
+    "Target",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Unknown",
+    "Vm",
+    "VmSample",
+    "VmState",
+    "Aborted",
+    "all_hosts",
+    "group",
+    "host",
+    "version",
+]
+
+ABI_VERSION: int = _n.lib.cm_abi_version()
+
+
+def version() -> str:
+    """The C library's version, "MAJOR.MINOR.PATCH"."""
+    return _n.lib.cm_version().decode()
+
+
+# ---- errors ---------------------------------------------------------------------------------
+
+
+class CloudmgrError(Exception):
+    """A failure the library reported: `code` is its status name, `message` its text."""
+
+    code: str = "UNKNOWN"
+
+    def __init__(self, message: str, code: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class Cancelled(CloudmgrError):
+    code = "CANCELLED"
+
+
+class Unknown(CloudmgrError):
+    code = "UNKNOWN"
+
+
+class InvalidArgument(CloudmgrError, ValueError):
+    code = "INVALID_ARGUMENT"
+
+
+class DeadlineExceeded(CloudmgrError, TimeoutError):
+    code = "DEADLINE_EXCEEDED"
+
+
+class NotFound(CloudmgrError, LookupError):
+    code = "NOT_FOUND"
+
+
+class AlreadyExists(CloudmgrError):
+    code = "ALREADY_EXISTS"
+
+
+class PermissionDenied(CloudmgrError):
+    code = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(CloudmgrError):
+    code = "RESOURCE_EXHAUSTED"
+
+
+class FailedPrecondition(CloudmgrError):
+    code = "FAILED_PRECONDITION"
+
+
+class Aborted(CloudmgrError):
+    code = "ABORTED"
+
+
+class OutOfRange(CloudmgrError, IndexError):
+    code = "OUT_OF_RANGE"
+
+
+class Unimplemented(CloudmgrError, NotImplementedError):
+    code = "UNIMPLEMENTED"
+
+
+class Internal(CloudmgrError):
+    code = "INTERNAL"
+
+
+class Unavailable(CloudmgrError):
+    code = "UNAVAILABLE"
+
+
+class DataLoss(CloudmgrError):
+    code = "DATA_LOSS"
+
+
+class Unauthenticated(CloudmgrError):
+    code = "UNAUTHENTICATED"
+
+
+class AbiError(CloudmgrError):
+    """The C library broke one of its own rules (a NULL where the header promises an object)."""
+
+    code = "INTERNAL"
+
+
+_BY_CODE: dict[int, type[CloudmgrError]] = {
+    1: Cancelled,
+    2: Unknown,
+    3: InvalidArgument,
+    4: DeadlineExceeded,
+    5: NotFound,
+    6: AlreadyExists,
+    7: PermissionDenied,
+    8: ResourceExhausted,
+    9: FailedPrecondition,
+    10: Aborted,
+    11: OutOfRange,
+    12: Unimplemented,
+    13: Internal,
+    14: Unavailable,
+    15: DataLoss,
+    16: Unauthenticated,
+}
+
+
+def _error(code: int, message: str) -> CloudmgrError:
+    cls = _BY_CODE.get(code, Unknown)
+    return cls(message, _n.lib.cm_status_name(code).decode())
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        raise _error(status, _n.lib.cm_last_error().decode())
+
+
+def _text(value: Optional[str], name: str) -> Optional[bytes]:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a str, not {type(value).__name__}")
+    try:
+        return value.encode()
+    except UnicodeEncodeError as e:
+        raise InvalidArgument(f"{name} is not valid text (character {e.start}): {value!r}") from None
+
+
+def _s(p: Optional[bytes]) -> str:
+    return p.decode() if p is not None else ""
+
+
+def _ns_to_datetime(ns: int) -> Optional[datetime]:
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc) if ns > 0 else None
+
+
+def _ms(timeout: Union[float, timedelta]) -> int:
+    seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+    if seconds < 0:
+        raise InvalidArgument(f"timeout must not be negative ({seconds} s)")
+    return min(int(seconds * 1000), 0xFFFFFFFF)
+
+
+def _ns(value: Union[None, int, datetime, timedelta], name: str) -> int:
+    """A time argument: None (0), nanoseconds since the epoch, a datetime, or a timedelta meaning
+    that long ago."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be a time, not a bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, timedelta):
+        return int((datetime.now(timezone.utc) - value).timestamp() * 1e9)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidArgument(f"{name} must be a timezone-aware datetime")
+        return int(value.timestamp() * 1e9)
+    raise InvalidArgument(f"{name} must be an int (ns), a datetime or a timedelta, not {type(value).__name__}")
+
+
+# ---- targets --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a command goes: one host, one group, or every host (see host(), group(), all_hosts())."""
+
+    kind: str  # "host", "group" or "all"
+    name: str = ""
+
+    def _c(self) -> tuple[int, Optional[bytes]]:
+        kinds = {"host": 0, "group": 1, "all": 2}
+        if self.kind not in kinds:
+            raise InvalidArgument(f"target kind {self.kind!r} is not host, group or all")
+        return kinds[self.kind], (None if self.kind == "all" else _text(self.name, "target name"))
+
+
+def host(host_id: str) -> Target:
+    """A command to one host."""
+    return Target("host", host_id)
+
+
+def group(name: str) -> Target:
+    """A command to every member of a group."""
+    return Target("group", name)
+
+
+def all_hosts() -> Target:
+    """A command to every host."""
+    return Target("all")
+
+
+# ---- model ----------------------------------------------------------------------------------
+
+
+class HostState(str, Enum):
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+class VmState(str, Enum):
+    UNKNOWN = "unknown"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SHUTTING_DOWN = "shutting-down"
+    SHUT_OFF = "shut-off"
+    CRASHED = "crashed"
+    PM_SUSPENDED = "pm-suspended"
+
+
+_VM_STATES = list(VmState)
+
+
+class Outcome(str, Enum):
+    OK = "ok"
+    ERROR = "error"
+    NO_REPLY = "no-reply"
+
+
+_OUTCOMES = list(Outcome)
+
+
+class Metric(int, Enum):
+    """The metrics of history points, in the order of their arrays."""
+
+    CPU_PCT = 0
+    MEMORY_USED_BYTES = 1
+    DISK_READ_BYTES_PER_S = 2
+    DISK_WRITE_BYTES_PER_S = 3
+    DISK_READ_OPS_PER_S = 4
+    DISK_WRITE_OPS_PER_S = 5
+    NET_RX_BYTES_PER_S = 6
+    NET_TX_BYTES_PER_S = 7
+
+
+@dataclass(frozen=True)
+class Host:
+    """A host in the manager's view."""
+
+    id: str
+    hostname: str
+    hypervisor: str
+    hypervisor_version: str
+    uri: str
+    agent_version: str
+    state: HostState
+    last_seen: Optional[datetime]
+    offline_since: Optional[datetime]
+    agent_started: Optional[datetime]
+    cpus: int
+    cpu_mhz: int
+    memory_bytes: int
+    free_memory_bytes: int
+    vcpus_allocated: int
+    memory_allocated_bytes: int
+    vms_defined: int
+    vms_active: int
+    groups: tuple[str, ...]
+
+    @property
+    def online(self) -> bool:
+        return self.state is HostState.ONLINE
+
+    @classmethod
+    def _from(cls, c: _n.Host) -> "Host":
+        return cls(
+            id=_s(c.id),
+            hostname=_s(c.hostname),
+            hypervisor=_s(c.hypervisor),
+            hypervisor_version=_s(c.hypervisor_version),
+            uri=_s(c.uri),
+            agent_version=_s(c.agent_version),
+            state=HostState.ONLINE if c.state == 0 else HostState.OFFLINE,
+            last_seen=_ns_to_datetime(c.last_seen_ns),
+            offline_since=_ns_to_datetime(c.offline_since_ns),
+            agent_started=_ns_to_datetime(c.agent_started_ns),
+            cpus=c.cpus,
+            cpu_mhz=c.cpu_mhz,
+            memory_bytes=c.memory_bytes,
+            free_memory_bytes=c.free_memory_bytes,
+            vcpus_allocated=c.vcpus_allocated,
+            memory_allocated_bytes=c.memory_allocated_bytes,
+            vms_defined=c.vms_defined,
+            vms_active=c.vms_active,
+            groups=tuple(_s(c.groups[i]) for i in range(c.group_count)),
+        )
+
+
+@dataclass(frozen=True)
+class Vm:
+    """A VM on a host, as its agent publishes it. `details` has its disks and NICs."""
+
+    host_id: str
+    uuid: str
+    name: str
+    state: VmState
+    state_reason: str
+    vcpus: int
+    max_vcpus: int
+    memory_bytes: int
+    max_memory_bytes: int
+    cpu_time_ns: int
+    persistent: bool
+    autostart: bool
+    description: str
+    template_name: str
+    template_version: int
+    image_sha256: str
+    updated: Optional[datetime]
+    details: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def _from(cls, c: _n.Vm) -> "Vm":
+        return cls(
+            host_id=_s(c.host_id),
+            uuid=_s(c.uuid),
+            name=_s(c.name),
+            state=_VM_STATES[c.state] if 0 <= c.state < len(_VM_STATES) else VmState.UNKNOWN,
+            state_reason=_s(c.state_reason),
+            vcpus=c.vcpus,
+            max_vcpus=c.max_vcpus,
+            memory_bytes=c.memory_bytes,
+            max_memory_bytes=c.max_memory_bytes,
+            cpu_time_ns=c.cpu_time_ns,
+            persistent=bool(c.persistent),
+            autostart=bool(c.autostart),
+            description=_s(c.description),
+            template_name=_s(c.template_name),
+            template_version=c.template_version,
+            image_sha256=_s(c.image_sha256),
+            updated=_ns_to_datetime(c.updated_ns),
+            details=json.loads(_s(c.json)),
+        )
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """One host's part of a command's result."""
+
+    host_id: str
+    outcome: Outcome
+    code: str  # "OK", the host's error code, or "DEADLINE_EXCEEDED" for no reply
+    message: str
+    latency_ns: int
+    reply: Mapping[str, Any] = field(repr=False)  # "processes", "snapshots", "vms" when returned
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    def error(self) -> Optional[CloudmgrError]:
+        """The host's failure as the matching exception (not raised), or None when OK."""
+        if self.ok:
+            return None
+        code = next((k for k, v in _BY_CODE.items() if v.code == self.code), 2)
+        return _error(code, f"{self.host_id}: {self.message}")
+
+
+class CommandFailed(CloudmgrError):
+    """Some hosts did not execute a command (CommandResult.raise_for_errors)."""
+
+    code = "ABORTED"
+
+    def __init__(self, result: "CommandResult") -> None:
+        failed = [r for r in result if not r.ok]
+        text = "; ".join(f"{r.host_id}: {r.outcome.value} {r.code} {r.message}".rstrip() for r in failed)
+        super().__init__(f"{result.verb}: {len(failed)} of {len(result)} hosts failed: {text}")
+        self.result = result
+        self.failed = failed
+
+
+@dataclass(frozen=True)
+class CommandResult(Sequence[HostResult]):
+    """The result of one command: one HostResult per expected host, sorted by host id."""
+
+    command_id: str
+    verb: str
+    hosts: tuple[HostResult, ...]
+
+    def __len__(self) -> int:
+        return len(self.hosts)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return self.hosts[index]
+
+    def __iter__(self) -> Iterator[HostResult]:
+        return iter(self.hosts)
+
+    def count(self, outcome: Outcome) -> int:  # type: ignore[override]
+        return sum(1 for r in self.hosts if r.outcome is outcome)
+
+    @property
+    def all_ok(self) -> bool:
+        return all(r.ok for r in self.hosts)
+
+    def by_host(self) -> dict[str, HostResult]:
+        return {r.host_id: r for r in self.hosts}
+
+    def raise_for_errors(self) -> "CommandResult":
+        """Raises CommandFailed unless every host executed the command; returns self."""
+        if not self.all_ok:
+            raise CommandFailed(self)
+        return self
+
+
+def _result(handle: int, verb: str) -> CommandResult:
+    hosts = []
+    for i in range(_n.lib.cm_result_size(handle)):
+        c = _n.lib.cm_result_at(handle, i).contents
+        hosts.append(
+            HostResult(
+                host_id=_s(c.host_id),
+                outcome=_OUTCOMES[c.outcome],
+                code=_n.lib.cm_status_name(c.code).decode(),
+                message=_s(c.message),
+                latency_ns=c.latency_ns,
+                reply=json.loads(_s(c.reply_json)),
+            )
+        )
+    return CommandResult(_s(_n.lib.cm_result_command_id(handle)), verb, tuple(hosts))
+
+
+_RATE_FIELDS = (
+    "disk_read_bytes_per_s",
+    "disk_write_bytes_per_s",
+    "disk_read_ops_per_s",
+    "disk_write_ops_per_s",
+    "net_rx_bytes_per_s",
+    "net_tx_bytes_per_s",
+)
+
+
+@dataclass(frozen=True)
+class VmSample:
+    """One VM's rates over one tick."""
+
+    uuid: str
+    name: str
+    state: VmState
+    vcpus: int
+    rates_valid: bool
+    cpu_pct: float
+    cpu_host_pct: float
+    memory_bytes: int
+    memory_used_bytes: int
+    disk_read_bytes_per_s: float
+    disk_write_bytes_per_s: float
+    disk_read_ops_per_s: float
+    disk_write_ops_per_s: float
+    net_rx_bytes_per_s: float
+    net_tx_bytes_per_s: float
+
+
+@dataclass(frozen=True)
+class HostSample:
+    """One monitoring tick of one host, with its active VMs."""
+
+    host_id: str
+    taken: datetime
+    taken_ns: int
+    interval_ns: int
+    simulated: bool
+    rates_valid: bool
+    cpus: int
+    cpu_pct: float
+    memory_bytes: int
+    memory_used_bytes: int
+    disk_read_bytes_per_s: float
+    disk_write_bytes_per_s: float
+    disk_read_ops_per_s: float
+    disk_write_ops_per_s: float
+    net_rx_bytes_per_s: float
+    net_tx_bytes_per_s: float
+    vms: tuple[VmSample, ...]
+
+    def vm(self, name: str) -> Optional[VmSample]:
+        return next((v for v in self.vms if v.name == name or v.uuid == name), None)
+
+
+def _sample(p: "ctypes._Pointer[_n.HostSample]") -> HostSample:
+    c = p.contents
+    vms = []
+    for i in range(c.vm_count):
+        v = _n.lib.cm_host_sample_vm(p, i)
+        if not v:
+            raise AbiError(_n.lib.cm_last_error().decode())
+        v = v.contents
+        vms.append(
+            VmSample(
+                uuid=_s(v.uuid),
+                name=_s(v.name),
+                state=_VM_STATES[v.state] if 0 <= v.state < len(_VM_STATES) else VmState.UNKNOWN,
+                vcpus=v.vcpus,
+                rates_valid=bool(v.rates_valid),
+                cpu_pct=v.cpu_pct,
+                cpu_host_pct=v.cpu_host_pct,
+                memory_bytes=v.memory_bytes,
+                memory_used_bytes=v.memory_used_bytes,
+                **{f: getattr(v, f) for f in _RATE_FIELDS},
+            )
+        )
+    return HostSample(
+        host_id=_s(c.host_id),
+        taken=datetime.fromtimestamp(c.taken_ns / 1e9, tz=timezone.utc),
+        taken_ns=c.taken_ns,
+        interval_ns=c.interval_ns,
+        simulated=bool(c.simulated),
+        rates_valid=bool(c.rates_valid),
+        cpus=c.cpus,
+        cpu_pct=c.cpu_pct,
+        memory_bytes=c.memory_bytes,
+        memory_used_bytes=c.memory_used_bytes,
+        **{f: getattr(c, f) for f in _RATE_FIELDS},
+        vms=tuple(vms),
+    )
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One bucket: statistics of the samples in [start_ns, start_ns + step_ns). Index the
+    min/avg/max tuples with Metric."""
+
+    start_ns: int
+    samples: int
+    min: tuple[float, ...]
+    avg: tuple[float, ...]
+    max: tuple[float, ...]
+
+    @property
+    def start(self) -> datetime:
+        return datetime.fromtimestamp(self.start_ns / 1e9, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class HistorySeries:
+    host_id: str
+    vm_uuid: str  # "" for the host itself
+    vm_name: str
+    step_ns: int
+    simulated: bool
+    points: tuple[HistoryPoint, ...]
+
+
+@dataclass(frozen=True)
+class History:
+    """The series the target's hosts returned, and each host's outcome."""
+
+    series: tuple[HistorySeries, ...]
+    result: CommandResult
+
+
+# ---- subscriptions --------------------------------------------------------------------------
+
+
+class SampleStream(Iterator[HostSample]):
+    """Monitoring ticks as they arrive, from Manager.watch_samples(). Iterating blocks until the
+    next tick (or `timeout`, then raises DeadlineExceeded); close() (or leaving a `with` block)
+    unsubscribes. Ticks are queued on a library thread: up to `maxsize` wait, older ones are
+    dropped first and counted in `dropped`."""
+
+    def __init__(self, manager: "Manager", maxsize: int, timeout: Optional[float]) -> None:
+        self._queue: "queue.Queue[HostSample]" = queue.Queue(maxsize)
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self.dropped = 0
+        self._callback = _n.SampleCallback(self._on_sample)  # kept alive with the stream
+        handle = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_subscribe_samples(manager._handle(), self._callback, None, ctypes.byref(handle)))
+        self._sub: Optional[int] = handle.value
+
+    def _on_sample(self, sample, _user_data) -> None:  # a library thread
+        try:
+            s = _sample(sample)
+        except Exception:  # an exception must not cross into C
+            return
+        with self._lock:
+            while True:
+                try:
+                    self._queue.put_nowait(s)
+                    return
+                except queue.Full:
+                    try:
+                        self._queue.get_nowait()
+                        self.dropped += 1
+                    except queue.Empty:
+                        pass
+
+    def __next__(self) -> HostSample:
+        if self._sub is None and self._queue.empty():
+            raise StopIteration
+        try:
+            return self._queue.get(timeout=self._timeout)
+        except queue.Empty:
+            raise DeadlineExceeded(f"no monitoring sample within {self._timeout} s") from None
+
+    def close(self) -> None:
+        """Unsubscribes; when it returns no tick arrives any more (queued ones can still be read)."""
+        if self._sub is not None:
+            _n.lib.cm_subscription_free(self._sub)
+            self._sub = None
+
+    def __enter__(self) -> "SampleStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# ---- the manager ----------------------------------------------------------------------------
+
+
+class Manager:
+    """The whole cloud as one system, through the DDS data space.
+
+    Keyword arguments are the C ABI's configuration keys (cm_config_set): domain, transport,
+    pki, identity, name, star (a str or a list of addresses), interfaces, shared_memory,
+    samples, lease_ms, inventory, templates. Use it as a context manager, or call close().
+    """
+
+    def __init__(self, **config: Any) -> None:
+        self._h: Optional[int] = None
+        cfg = ctypes.c_void_p()
+        _check(_n.lib.cm_config_new(ctypes.byref(cfg)))
+        try:
+            for key, value in config.items():
+                if isinstance(value, bool):
+                    text = "true" if value else "false"
+                elif isinstance(value, (list, tuple)):
+                    text = ",".join(str(v) for v in value)
+                elif value is None:
+                    text = ""
+                else:
+                    text = str(value)
+                _check(_n.lib.cm_config_set(cfg, _text(key, "key"), _text(text, key)))
+            handle = ctypes.c_void_p()
+            _check(_n.lib.cm_manager_open(cfg, ctypes.byref(handle)))
+            self._h = handle.value
+        finally:
+            _n.lib.cm_config_free(cfg)
+
+    def _handle(self) -> int:
+        if self._h is None:
+            raise FailedPrecondition("Manager is closed")
+        return self._h
+
+    def close(self) -> None:
+        """Leaves the data space (waits for commands in flight). Idempotent."""
+        if self._h is not None:
+            handle, self._h = self._h, None
+            _n.lib.cm_manager_free(handle)
+
+    def __enter__(self) -> "Manager":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    # -- view --
+
+    def wait_for_hosts(self, count: int, timeout: Union[float, timedelta] = 30.0) -> None:
+        """Waits until `count` hosts are online; DeadlineExceeded saying how many are."""
+        if count < 0:
+            raise InvalidArgument(f"count must not be negative ({count})")
+        _check(_n.lib.cm_manager_wait_for_hosts(self._handle(), count, _ms(timeout)))
+
+    def hosts(self) -> list[Host]:
+        """Every host this manager knows, sorted by id (online and offline)."""
+        h = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_hosts(self._handle(), ctypes.byref(h)))
+        try:
+            return [Host._from(_n.lib.cm_host_list_at(h, i).contents) for i in range(_n.lib.cm_host_list_size(h))]
+        finally:
+            _n.lib.cm_host_list_free(h)
+
+    def host(self, host_id: str) -> Host:
+        """One host; NotFound for an unknown id."""
+        h = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_host(self._handle(), _text(host_id, "host_id"), ctypes.byref(h)))
+        try:
+            return Host._from(_n.lib.cm_host_list_at(h, 0).contents)
+        finally:
+            _n.lib.cm_host_list_free(h)
+
+    def forget_host(self, host_id: str) -> None:
+        """Drops an offline host from the view (NotFound; FailedPrecondition when online)."""
+        _check(_n.lib.cm_manager_forget_host(self._handle(), _text(host_id, "host_id")))
+
+    def groups(self) -> dict[str, list[str]]:
+        """Group name -> member host ids, as the hosts publish them."""
+        h = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_groups(self._handle(), ctypes.byref(h)))
+        try:
+            out: dict[str, list[str]] = {}
+            for i in range(_n.lib.cm_group_list_size(h)):
+                g = _n.lib.cm_group_list_at(h, i).contents
+                out[_s(g.name)] = [_s(g.members[j]) for j in range(g.member_count)]
+            return out
+        finally:
+            _n.lib.cm_group_list_free(h)
+
+    def vms(self, host: Optional[str] = None, group: Optional[str] = None) -> list[Vm]:
+        """VMs sorted by host then name; only those of `host` and/or hosts of `group`."""
+        h = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_vms(self._handle(), _text(host, "host"), _text(group, "group"), ctypes.byref(h)))
+        try:
+            return [Vm._from(_n.lib.cm_vm_list_at(h, i).contents) for i in range(_n.lib.cm_vm_list_size(h))]
+        finally:
+            _n.lib.cm_vm_list_free(h)
+
+    # -- commands --
+
+    def execute(
+        self,
+        target: Target,
+        verb: str,
+        arguments: Optional[Mapping[str, Any]] = None,
+        *,
+        timeout: Union[float, timedelta] = 30.0,
+        **kwargs: Any,
+    ) -> CommandResult:
+        """Sends `verb` (docs/commands.md) to a target and gathers every expected host's result.
+
+        Arguments come as a mapping and/or keyword arguments (values are turned into str; a bool
+        into "true"/"false"). A bad verb or argument raises InvalidArgument and an unknown host
+        or empty group NotFound, before anything is sent. Hosts that fail do not raise: look at
+        the result, or call its raise_for_errors()."""
+        if not isinstance(target, Target):
+            raise InvalidArgument(f"target must be a cloudmgr.Target (host(), group(), all_hosts()), not {target!r}")
+        kind, name = target._c()
+        args = dict(arguments or {})
+        args.update(kwargs)
+        c_args = (_n.Arg * max(len(args), 1))()
+        for i, (k, v) in enumerate(args.items()):
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            c_args[i].key = _text(str(k), "argument name")
+            c_args[i].value = _text(str(v), f"argument {k}")
+        h = ctypes.c_void_p()
+        _check(
+            _n.lib.cm_manager_execute(
+                self._handle(), kind, name, _text(verb, "verb"), c_args, len(args), _ms(timeout), ctypes.byref(h)
+            )
+        )
+        try:
+            return _result(h.value, verb)
+        finally:
+            _n.lib.cm_result_free(h)
+
+    # -- monitoring --
+
+    def samples(self) -> list[HostSample]:
+        """The latest tick of every online host, sorted by host id."""
+        h = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_samples(self._handle(), ctypes.byref(h)))
+        try:
+            return [_sample(_n.lib.cm_sample_list_at(h, i)) for i in range(_n.lib.cm_sample_list_size(h))]
+        finally:
+            _n.lib.cm_sample_list_free(h)
+
+    def watch_samples(self, *, maxsize: int = 1024, timeout: Optional[float] = None) -> SampleStream:
+        """Ticks from now on, as an iterator (close it, or use it in a `with` block)."""
+        if maxsize < 1:
+            raise InvalidArgument(f"maxsize must be at least 1 ({maxsize})")
+        return SampleStream(self, maxsize, timeout)
+
+    def history(
+        self,
+        target: Target,
+        *,
+        vm: Optional[str] = None,
+        since: Union[None, int, datetime, timedelta] = None,
+        until: Union[None, int, datetime, timedelta] = None,
+        step: Union[None, int, timedelta] = None,
+        timeout: Union[float, timedelta] = 30.0,
+    ) -> History:
+        """History kept by the target's hosts. since/until: ns since the epoch, a datetime, or a
+        timedelta meaning that long ago (default: the last hour, until now); step: a timedelta
+        or ns (default: the finest kept)."""
+        if not isinstance(target, Target):
+            raise InvalidArgument(f"target must be a cloudmgr.Target, not {target!r}")
+        kind, name = target._c()
+        if isinstance(step, timedelta):
+            step_ns = int(step.total_seconds() * 1e9)
+        elif step is None:
+            step_ns = 0
+        elif isinstance(step, int) and not isinstance(step, bool):
+            step_ns = step
+        else:
+            raise InvalidArgument(f"step must be a timedelta or an int (ns), not {type(step).__name__}")
+        h = ctypes.c_void_p()
+        _check(
+            _n.lib.cm_manager_history(
+                self._handle(),
+                kind,
+                name,
+                _text(vm, "vm"),
+                _ns(since, "since"),
+                _ns(until, "until"),
+                step_ns,
+                _ms(timeout),
+                ctypes.byref(h),
+            )
+        )
+        try:
+            series = []
+            for i in range(_n.lib.cm_history_size(h)):
+                sp = _n.lib.cm_history_at(h, i)
+                s = sp.contents
+                points = []
+                for j in range(s.point_count):
+                    p = _n.lib.cm_history_series_point(sp, j).contents
+                    points.append(HistoryPoint(p.start_ns, p.samples, tuple(p.min), tuple(p.avg), tuple(p.max)))
+                series.append(
+                    HistorySeries(_s(s.host_id), _s(s.vm_uuid), _s(s.vm_name), s.step_ns, bool(s.simulated), tuple(points))
+                )
+            return History(tuple(series), _result(_n.lib.cm_history_result(h), "monitor.history"))
+        finally:
+            _n.lib.cm_history_free(h)
