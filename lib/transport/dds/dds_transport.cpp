@@ -457,9 +457,23 @@ class PeerIdentities final : public fdds::DomainParticipantListener {
 
   void onParticipantAuthentication(fdds::DomainParticipant* /*participant*/,
                                    rtps::ParticipantAuthenticationInfo&& info) override {
-    const std::lock_guard lock(mutex_);
-    Peer& peer = peers_[info.guid.guidPrefix];
-    peer.rejected = info.status != rtps::ParticipantAuthenticationInfo::AUTHORIZED_PARTICIPANT;
+    std::string refused;
+    {
+      const std::lock_guard lock(mutex_);
+      Peer& peer = peers_[info.guid.guidPrefix];
+      peer.rejected = info.status != rtps::ParticipantAuthenticationInfo::AUTHORIZED_PARTICIPANT;
+      if (peer.rejected && peer.subject) {
+        refused = fmt::format("{}.{}", pki::to_string(peer.subject->role), peer.subject->name);
+      } else if (peer.rejected) {
+        refused = "a participant whose identity claim does not match its GUID";
+      }
+    }
+    if (!refused.empty()) {
+      // Operators need to see it: a foreign or expired identity, or a handshake Fast DDS 2.9.1 failed.
+      std::ostringstream prefix;
+      prefix << info.guid.guidPrefix;
+      fmt::print(stderr, "cloudmgr: DDS-Security refused {} (participant {})\n", refused, prefix.str());
+    }
   }
 
   std::optional<pki::Subject> subject(const rtps::GuidPrefix_t& prefix) const {
