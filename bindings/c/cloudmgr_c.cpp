@@ -11,6 +11,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <utility>
@@ -254,8 +256,19 @@ std::optional<bool> parse_bool(std::string_view text) {
   return std::nullopt;
 }
 
-cm_status target_of(const char* fn, cm_target_kind kind, const char* name, cloudmgr::Target& target) {
+// The value of a C enum argument as an integer, without loading it as the enum type: C callers
+// may pass any int, and in C++ a value outside the enumerators' range is undefined (UBSan's
+// -fsanitize=enum stops on it).
+template <typename E>
+long long raw(const E& e) {
+  std::underlying_type_t<E> v{};
+  std::memcpy(&v, &e, sizeof v);
+  return static_cast<long long>(v);
+}
+
+cm_status target_of(const char* fn, const cm_target_kind& kind_arg, const char* name, cloudmgr::Target& target) {
   std::optional<std::string> n;
+  const long long kind = raw(kind_arg);
   switch (kind) {
     case CM_TARGET_HOST:
     case CM_TARGET_GROUP:
@@ -273,8 +286,7 @@ cm_status target_of(const char* fn, cm_target_kind kind, const char* name, cloud
       target = cloudmgr::Target::all();
       return CM_OK;
   }
-  return fail(CM_INVALID_ARGUMENT,
-              std::string(fn) + ": kind " + std::to_string(static_cast<int>(kind)) + " is not a cm_target_kind");
+  return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": kind " + std::to_string(kind) + " is not a cm_target_kind");
 }
 
 std::chrono::milliseconds timeout_of(std::uint32_t ms) { return std::chrono::milliseconds(ms); }
@@ -586,7 +598,8 @@ void free_object(T* object, Kind k) {
 
 extern "C" {
 
-CM_API const char* cm_status_name(cm_status status) {
+CM_API const char* cm_status_name(cm_status status_arg) {
+  const long long status = raw(status_arg);
   if (status < CM_OK || status > CM_UNAUTHENTICATED) {
     return "INVALID_STATUS";
   }
@@ -874,7 +887,8 @@ CM_API void cm_group_list_free(cm_group_list* list) {
 
 // ---- VMs ----
 
-CM_API const char* cm_vm_state_name(cm_vm_state state) {
+CM_API const char* cm_vm_state_name(cm_vm_state state_arg) {
+  const long long state = raw(state_arg);
   if (state < CM_VM_UNKNOWN || state > CM_VM_PM_SUSPENDED) {
     return "invalid";
   }
@@ -927,7 +941,8 @@ CM_API void cm_vm_list_free(cm_vm_list* list) {
 
 // ---- commands ----
 
-CM_API const char* cm_outcome_name(cm_outcome outcome) {
+CM_API const char* cm_outcome_name(cm_outcome outcome_arg) {
+  const long long outcome = raw(outcome_arg);
   if (outcome < CM_OUTCOME_OK || outcome > CM_OUTCOME_NO_REPLY) {
     return "invalid";
   }
@@ -997,16 +1012,16 @@ CM_API const cm_host_result* cm_result_at(const cm_result* result, size_t index)
   return p;
 }
 
-CM_API size_t cm_result_count(const cm_result* result, cm_outcome outcome) {
+CM_API size_t cm_result_count(const cm_result* result, cm_outcome outcome_arg) {
+  const long long outcome = raw(outcome_arg);
   std::size_t n = 0;
   (void)call("cm_result_count", [&] {
     CM_TRY(need("cm_result_count", "result", result, Kind::kResult));
     if (outcome < CM_OUTCOME_OK || outcome > CM_OUTCOME_NO_REPLY) {
-      return fail(CM_INVALID_ARGUMENT,
-                  "cm_result_count: outcome " + std::to_string(static_cast<int>(outcome)) + " is not a cm_outcome");
+      return fail(CM_INVALID_ARGUMENT, "cm_result_count: outcome " + std::to_string(outcome) + " is not a cm_outcome");
     }
     for (const auto& i : result->items) {
-      n += i->c.outcome == outcome ? 1U : 0U;
+      n += raw(i->c.outcome) == outcome ? 1U : 0U;
     }
     return CM_OK;
   });
@@ -1130,7 +1145,8 @@ CM_API void cm_subscription_free(cm_subscription* subscription) {
   });
 }
 
-CM_API const char* cm_metric_name(cm_metric metric) {
+CM_API const char* cm_metric_name(cm_metric metric_arg) {
+  const long long metric = raw(metric_arg);
   if (metric < CM_METRIC_CPU_PCT || metric >= CM_METRIC_COUNT) {
     return "invalid";
   }

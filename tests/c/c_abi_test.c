@@ -488,7 +488,12 @@ static void monitoring(cm_manager* m) {
   CHECK_ERROR(CM_INVALID_ARGUMENT, "not a live cm_result");
 
   /* One VM's history on one host, in 1 s buckets. */
-  CHECK(cm_manager_history(m, CM_TARGET_HOST, "node1", "db1", 0, 0, 1000000000LL, kTimeoutMs, &hist) == CM_OK);
+  /* Since 5 minutes ago: well inside the raw window (at its edge, an hour ago, the store falls
+   * back to the 1-minute rollups). */
+  struct timespec wall;
+  clock_gettime(CLOCK_REALTIME, &wall);
+  const int64_t since = ((int64_t)wall.tv_sec - 300) * 1000000000LL;
+  CHECK(cm_manager_history(m, CM_TARGET_HOST, "node1", "db1", since, 0, 1000000000LL, kTimeoutMs, &hist) == CM_OK);
   CHECK(cm_history_size(hist) == 1);
   series = cm_history_at(hist, 0);
   CHECK(series != NULL && strcmp(series->vm_name, "db1") == 0 && series->point_count >= 1);
