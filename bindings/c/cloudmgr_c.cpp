@@ -34,7 +34,7 @@ using cloudmgr::Status;
 using cloudmgr::StatusCode;
 
 // The C ABI's version: incremented with every function or struct field added.
-constexpr std::uint32_t kAbiVersion = 1;
+constexpr std::uint32_t kAbiVersion = 2;
 
 // ---- the thread's last error ----------------------------------------------------------------
 
@@ -85,6 +85,8 @@ enum class Kind : std::uint8_t {
   kSubscription,
   kHistory,
   kHistorySeries,
+  kTemplateList,
+  kCreateResult,
 };
 
 const char* kind_name(Kind k) {
@@ -111,6 +113,10 @@ const char* kind_name(Kind k) {
       return "cm_history";
     case Kind::kHistorySeries:
       return "cm_history_series";
+    case Kind::kTemplateList:
+      return "cm_template_list";
+    case Kind::kCreateResult:
+      return "cm_create_result";
   }
   return "handle";
 }
@@ -304,7 +310,8 @@ struct ManagerState {
   std::shared_mutex mu;  // shared: every call; unique: close
   std::unique_ptr<cloudmgr::Manager> manager;
   std::mutex subs_mu;
-  std::unordered_set<cm_subscription*> subs;
+  std::unordered_set<cm_subscription*> subs;  // GUARDED_BY(subs_mu)
+  bool closing = false;                       // GUARDED_BY(subs_mu): no new subscription
 };
 }  // namespace
 
@@ -314,7 +321,7 @@ struct cm_manager {
 
 struct cm_subscription {
   std::shared_ptr<ManagerState> state;
-  std::unique_ptr<cloudmgr::SampleSubscription> sub;  // null once the manager closed
+  std::unique_ptr<cloudmgr::Subscription> sub;  // null once the manager closed
 };
 
 namespace {
@@ -387,6 +394,35 @@ struct cm_history {
       registry().remove(&i->c);
     }
   }
+};
+
+namespace {
+struct TemplateItem {
+  cloudmgr::TemplateInfo info;
+  std::string ref;
+  std::string format;
+  std::string spec_json;
+  std::string json;
+  cm_template c{};
+};
+
+struct EventItem {
+  cloudmgr::CloudEvent event;
+  std::vector<const char*> groups;
+  cm_event c{};
+};
+}  // namespace
+
+struct cm_template_list {
+  std::vector<std::unique_ptr<TemplateItem>> items;
+};
+struct cm_create_result {
+  std::unique_ptr<TemplateItem> template_item;
+  cm_vm_list vms;  // borrowed by the caller through cm_create_info (not the first member: its own address)
+  std::vector<std::string> image_sent_to;
+  std::vector<const char*> image_sent_ptrs;
+  cm_create_info c{};
+  ~cm_create_result() { registry().remove(&vms); }
 };
 
 namespace {
@@ -471,6 +507,12 @@ std::string reply_json(const cloudmgr::CommandReply& reply) {
       a.push_back(cloudmgr::tools::to_json(v));
     }
   }
+  if (!reply.audit.empty()) {
+    auto& a = j["audit"] = nlohmann::json::array();
+    for (const auto& e : reply.audit) {
+      a.push_back(cloudmgr::tools::to_json(e));
+    }
+  }
   return j.dump();
 }
 
@@ -538,6 +580,172 @@ std::unique_ptr<SampleItem> make_sample(cloudmgr::HostSample s) {
   c.net_tx_bytes_per_s = h.net_tx_bytes_per_s;
   c.vm_count = item->vms.size();
   return item;
+}
+
+std::unique_ptr<TemplateItem> make_template(cloudmgr::TemplateInfo info) {
+  auto item = std::make_unique<TemplateItem>();
+  item->info = std::move(info);
+  const auto& t = item->info;
+  item->ref = t.ref().to_string();
+  item->format = std::string(cloudmgr::to_string(t.image.format));
+  item->spec_json = cloudmgr::template_spec_to_json(t.spec);
+  item->json = cloudmgr::template_info_to_json(t);
+  cm_template& c = item->c;
+  c.name = t.name.c_str();
+  c.version = t.version;
+  c.ref = item->ref.c_str();
+  c.vcpus = t.spec.vcpus;
+  c.memory_bytes = t.spec.memory_bytes;
+  c.description = t.spec.description.c_str();
+  c.image_sha256 = t.image.sha256.c_str();
+  c.image_format = item->format.c_str();
+  c.image_size_bytes = t.image.size_bytes;
+  c.image_virtual_size_bytes = t.image.virtual_size_bytes;
+  c.created_ns = t.created_ns;
+  c.origin = t.origin.c_str();
+  c.spec_json = item->spec_json.c_str();
+  c.json = item->json.c_str();
+  return item;
+}
+
+cm_status hand_out_templates(std::vector<cloudmgr::TemplateInfo> list, cm_template_list** out) {
+  auto l = std::make_unique<cm_template_list>();
+  for (auto& t : list) {
+    l->items.push_back(make_template(std::move(t)));
+  }
+  return hand_out(l.release(), Kind::kTemplateList, out);
+}
+
+void fill_event(EventItem& item) {
+  const auto& e = item.event;
+  for (const auto& g : e.groups) {
+    item.groups.push_back(g.c_str());
+  }
+  cm_event& c = item.c;
+  c.kind = static_cast<cm_event_kind>(e.kind);
+  c.time_ns = e.time_ns;
+  c.host_id = e.host_id.c_str();
+  c.group_count = item.groups.size();
+  c.groups = item.groups.data();
+  c.vm_uuid = e.vm_uuid.c_str();
+  c.vm_name = e.vm_name.c_str();
+  c.old_state = static_cast<cm_vm_state>(e.old_state);
+  c.state = static_cast<cm_vm_state>(e.state);
+  c.reason = e.reason.c_str();
+  c.lost = e.lost;
+}
+
+std::optional<double> parse_double(std::string_view text) {
+  double v = 0;
+  const auto* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc{} || p != end || text.empty()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+// cm_manager_create_vms's options into a request; the error names the key.
+cm_status create_request(const char* fn, const cm_arg* options, std::size_t count, cloudmgr::CreateVmsRequest& r) {
+  if (options == nullptr && count != 0) {
+    return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": options is NULL with option_count " + std::to_string(count));
+  }
+  std::unordered_set<std::string> seen;
+  bool have_template = false;
+  for (std::size_t i = 0; i < count; ++i) {
+    std::optional<std::string> key;
+    std::optional<std::string> value;
+    const std::string where = "options[" + std::to_string(i) + "]";
+    CM_TRY(need_text(fn, (where + ".key").c_str(), options[i].key, key));
+    CM_TRY(need_text(fn, (where + ".value").c_str(), options[i].value, value));
+    const std::string& k = *key;
+    const std::string& v = *value;
+    auto bad = [&](const std::string& why) {
+      std::string text(fn);
+      text.append(": ").append(k).append(": '").append(v).append("' ").append(why);
+      return fail(CM_INVALID_ARGUMENT, text);
+    };
+    if (!seen.insert(k).second) {
+      return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": option '" + k + "' is given twice");
+    }
+    if (k == "name") {
+      r.name = v;
+    } else if (k == "template") {
+      auto ref = cloudmgr::TemplateRef::parse(v);
+      CM_TRY(check(fn, ref.status()));
+      r.template_ref = *ref;
+      have_template = true;
+    } else if (k == "host" || k == "group") {
+      if (r.where) {
+        return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": host and group exclude each other");
+      }
+      if (v.empty()) {
+        return bad("is empty");
+      }
+      r.where = k == "host" ? cloudmgr::Target::host(v) : cloudmgr::Target::group(v);
+    } else if (k == "policy") {
+      auto p = cloudmgr::parse_placement_policy(v);
+      CM_TRY(check(fn, p.status()));
+      r.policy = *p;
+    } else if (k == "count") {
+      auto n = parse_uint(v);
+      if (!n || *n < 1 || *n > 1000) {
+        return bad("is not a count (1-1000)");
+      }
+      r.count = static_cast<std::uint32_t>(*n);
+    } else if (k == "start") {
+      auto b = parse_bool(v);
+      if (!b) {
+        return bad("is not true or false");
+      }
+      r.start = *b;
+    } else if (k == "cpu_overcommit" || k == "memory_overcommit") {
+      auto d = parse_double(v);
+      if (!d) {
+        return bad("is not a number");
+      }
+      (k == "cpu_overcommit" ? r.overcommit.cpu : r.overcommit.memory) = *d;
+    } else if (k == "memory_reserved_bytes") {
+      auto n = parse_uint(v);
+      if (!n) {
+        return bad("is not a number of bytes");
+      }
+      r.overcommit.memory_reserved_bytes = *n;
+    } else if (k == "timeout_ms") {
+      auto n = parse_uint(v);
+      if (!n || *n == 0 || *n > 86'400'000) {
+        return bad("is not a timeout in ms (1-86400000)");
+      }
+      r.timeout = std::chrono::milliseconds(*n);
+    } else {
+      return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": unknown option '" + k +
+                                           "' (name, template, host, group, policy, count, start, cpu_overcommit, "
+                                           "memory_overcommit, memory_reserved_bytes, timeout_ms)");
+    }
+  }
+  if (r.name.empty()) {
+    return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": option 'name' is required");
+  }
+  if (!have_template) {
+    return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": option 'template' is required");
+  }
+  return check(fn, r.overcommit.validate());
+}
+
+// Hands out a subscription handle, unless the manager is closing.
+cm_status keep_subscription(const char* fn, cm_manager* manager, std::unique_ptr<cloudmgr::Subscription> sub,
+                            cm_subscription** out) {
+  auto handle = std::make_unique<cm_subscription>();
+  handle->state = manager->state;
+  handle->sub = std::move(sub);
+  {
+    std::lock_guard lock(manager->state->subs_mu);
+    if (manager->state->closing) {
+      return fail(CM_FAILED_PRECONDITION, std::string(fn) + ": manager is closed");
+    }
+    manager->state->subs.insert(handle.get());
+  }
+  return hand_out(handle.release(), Kind::kSubscription, out);
 }
 
 // Runs `body` with the open Manager behind `m` under the shared lock.
@@ -723,16 +931,19 @@ CM_API cm_status cm_manager_open(const cm_config* config, cm_manager** out) {
 
 namespace {
 void close_state(ManagerState& s) {
-  std::unique_lock lock(s.mu);
-  std::vector<std::unique_ptr<cloudmgr::SampleSubscription>> subs;
+  std::vector<std::unique_ptr<cloudmgr::Subscription>> subs;
   {
     std::lock_guard sl(s.subs_mu);
+    s.closing = true;
     for (auto* sub : s.subs) {
       subs.push_back(std::move(sub->sub));
     }
     s.subs.clear();
   }
-  subs.clear();  // each waits for its callback to return
+  // Each waits for its callback to return. The manager's lock is not held yet: a callback
+  // inside a manager call (which takes it shared) can finish.
+  subs.clear();
+  std::unique_lock lock(s.mu);
   s.manager.reset();
 }
 }  // namespace
@@ -1115,14 +1326,7 @@ CM_API cm_status cm_manager_subscribe_samples(cm_manager* manager, cm_sample_cal
         }
       });
       CM_TRY(check(fn, sub.status()));
-      auto handle = std::make_unique<cm_subscription>();
-      handle->state = manager->state;
-      handle->sub = std::move(*sub);
-      {
-        std::lock_guard lock(manager->state->subs_mu);
-        manager->state->subs.insert(handle.get());
-      }
-      return hand_out(handle.release(), Kind::kSubscription, out);
+      return keep_subscription(fn, manager, std::move(*sub), out);
     });
   });
 }
@@ -1133,7 +1337,7 @@ CM_API void cm_subscription_free(cm_subscription* subscription) {
       return CM_OK;
     }
     CM_TRY(need("cm_subscription_free", "subscription", subscription, Kind::kSubscription));
-    std::unique_ptr<cloudmgr::SampleSubscription> sub;
+    std::unique_ptr<cloudmgr::Subscription> sub;
     {
       std::lock_guard lock(subscription->state->subs_mu);
       subscription->state->subs.erase(subscription);
@@ -1255,6 +1459,288 @@ CM_API void cm_history_free(cm_history* history) {
   (void)call("cm_history_free", [&] {
     free_object(history, Kind::kHistory);
     return CM_OK;
+  });
+}
+
+// ---- events ----
+
+CM_API const char* cm_event_kind_name(cm_event_kind kind_arg) {
+  const long long kind = raw(kind_arg);
+  if (kind < CM_EVENT_HOST_ONLINE || kind > CM_EVENT_EVENTS_LOST) {
+    return "invalid";
+  }
+  return cloudmgr::to_string(static_cast<cloudmgr::CloudEvent::Kind>(kind)).data();
+}
+
+CM_API cm_status cm_manager_subscribe_events(cm_manager* manager, uint32_t flags, size_t max_queued,
+                                             cm_event_callback callback, void* user_data, cm_subscription** out) {
+  const char* const fn = "cm_manager_subscribe_events";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need_out(fn, out));
+    *out = nullptr;
+    if (callback == nullptr) {
+      return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": callback is NULL");
+    }
+    if ((flags & ~CM_EVENTS_REPLAY) != 0) {
+      return fail(CM_INVALID_ARGUMENT, std::string(fn) + ": unknown flags " +
+                                           std::to_string(flags & ~CM_EVENTS_REPLAY) +
+                                           " (CM_EVENTS_REPLAY is the only one)");
+    }
+    cloudmgr::EventOptions options;
+    options.replay = (flags & CM_EVENTS_REPLAY) != 0;
+    if (max_queued != 0) {
+      options.max_queued = max_queued;
+    }
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) -> cm_status {
+      auto sub = m.subscribe_events(
+          [callback, user_data](const cloudmgr::CloudEvent& e) noexcept {
+            try {
+              EventItem item;
+              item.event = e;
+              fill_event(item);
+              callback(&item.c, user_data);
+            } catch (...) {
+              // Out of memory building the view: this event is not delivered.
+            }
+          },
+          options);
+      CM_TRY(check(fn, sub.status()));
+      return keep_subscription(fn, manager, std::move(*sub), out);
+    });
+  });
+}
+
+// ---- templates ----
+
+CM_API cm_status cm_manager_templates(cm_manager* manager, cm_template_list** out) {
+  const char* const fn = "cm_manager_templates";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need_out(fn, out));
+    *out = nullptr;
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) -> cm_status {
+      auto list = m.templates();
+      CM_TRY(check(fn, list.status()));
+      return hand_out_templates(std::move(*list), out);
+    });
+  });
+}
+
+CM_API cm_status cm_manager_template_versions(cm_manager* manager, const char* name, cm_template_list** out) {
+  const char* const fn = "cm_manager_template_versions";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need_out(fn, out));
+    *out = nullptr;
+    std::optional<std::string> n;
+    CM_TRY(need_text(fn, "name", name, n));
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) -> cm_status {
+      auto list = m.template_versions(*n);
+      CM_TRY(check(fn, list.status()));
+      return hand_out_templates(std::move(*list), out);
+    });
+  });
+}
+
+namespace {
+cm_status ref_of(const char* fn, const char* text, cloudmgr::TemplateRef& ref) {
+  std::optional<std::string> t;
+  CM_TRY(need_text(fn, "ref", text, t));
+  auto r = cloudmgr::TemplateRef::parse(*t);
+  CM_TRY(check(fn, r.status()));
+  ref = *r;
+  return CM_OK;
+}
+}  // namespace
+
+CM_API cm_status cm_manager_template(cm_manager* manager, const char* ref, cm_template_list** out) {
+  const char* const fn = "cm_manager_template";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need_out(fn, out));
+    *out = nullptr;
+    cloudmgr::TemplateRef r;
+    CM_TRY(ref_of(fn, ref, r));
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) -> cm_status {
+      auto t = m.get_template(r);
+      CM_TRY(check(fn, t.status()));
+      return hand_out_templates({std::move(*t)}, out);
+    });
+  });
+}
+
+CM_API size_t cm_template_list_size(const cm_template_list* list) {
+  std::size_t n = 0;
+  (void)call("cm_template_list_size", [&] {
+    n = size_of("cm_template_list_size", list, Kind::kTemplateList);
+    return CM_OK;
+  });
+  return n;
+}
+
+CM_API const cm_template* cm_template_list_at(const cm_template_list* list, size_t index) {
+  const cm_template* p = nullptr;
+  (void)call("cm_template_list_at", [&] {
+    p = element("cm_template_list_at", list, Kind::kTemplateList, index);
+    return CM_OK;
+  });
+  return p;
+}
+
+CM_API void cm_template_list_free(cm_template_list* list) {
+  (void)call("cm_template_list_free", [&] {
+    free_object(list, Kind::kTemplateList);
+    return CM_OK;
+  });
+}
+
+CM_API cm_status cm_manager_import_template(cm_manager* manager, const char* name, const char* image_path,
+                                            const char* spec_json, const char* format, cm_template_list** out) {
+  const char* const fn = "cm_manager_import_template";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need_out(fn, out));
+    *out = nullptr;
+    std::optional<std::string> n;
+    std::optional<std::string> path;
+    std::optional<std::string> spec;
+    std::optional<std::string> fmt;
+    CM_TRY(need_text(fn, "name", name, n));
+    CM_TRY(need_text(fn, "image_path", image_path, path));
+    CM_TRY(need_text(fn, "spec_json", spec_json, spec));
+    CM_TRY(need_text(fn, "format", format, fmt, true));
+    cloudmgr::spi::ImportRequest req;
+    req.name = *n;
+    req.image_path = *path;
+    auto parsed = cloudmgr::template_spec_from_json(*spec);
+    if (!parsed.ok()) {
+      return fail(to_c(parsed.status().code()), std::string(fn) + ": spec_json: " + parsed.status().message());
+    }
+    req.spec = *parsed;
+    if (fmt && !fmt->empty()) {
+      auto f = cloudmgr::parse_image_format(*fmt);
+      if (!f.ok()) {
+        return fail(to_c(f.status().code()), std::string(fn) + ": format: " + f.status().message());
+      }
+      req.format = *f;
+    }
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) -> cm_status {
+      auto t = m.import_template(req);
+      CM_TRY(check(fn, t.status()));
+      return hand_out_templates({std::move(*t)}, out);
+    });
+  });
+}
+
+CM_API cm_status cm_manager_verify_template(cm_manager* manager, const char* ref) {
+  const char* const fn = "cm_manager_verify_template";
+  return call(fn, [&]() -> cm_status {
+    cloudmgr::TemplateRef r;
+    CM_TRY(ref_of(fn, ref, r));
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) { return check(fn, m.verify_template(r)); });
+  });
+}
+
+CM_API cm_status cm_manager_delete_template(cm_manager* manager, const char* ref, int force) {
+  const char* const fn = "cm_manager_delete_template";
+  return call(fn, [&]() -> cm_status {
+    cloudmgr::TemplateRef r;
+    CM_TRY(ref_of(fn, ref, r));
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) { return check(fn, m.delete_template(r, force != 0)); });
+  });
+}
+
+CM_API cm_status cm_manager_capture_template(cm_manager* manager, const char* host_id, const char* vm, const char* name,
+                                             uint32_t timeout_ms, cm_template_list** out) {
+  const char* const fn = "cm_manager_capture_template";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need_out(fn, out));
+    *out = nullptr;
+    std::optional<std::string> h;
+    std::optional<std::string> v;
+    std::optional<std::string> n;
+    CM_TRY(need_text(fn, "host_id", host_id, h));
+    CM_TRY(need_text(fn, "vm", vm, v));
+    CM_TRY(need_text(fn, "name", name, n));
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) -> cm_status {
+      auto t = m.capture_template(*h, *v, *n, {.timeout = timeout_of(timeout_ms)});
+      CM_TRY(check(fn, t.status()));
+      return hand_out_templates({std::move(*t)}, out);
+    });
+  });
+}
+
+// ---- provisioning ----
+
+CM_API cm_status cm_manager_create_vms(cm_manager* manager, const cm_arg* options, size_t option_count,
+                                       cm_progress_callback progress, void* user_data, cm_create_result** out) {
+  const char* const fn = "cm_manager_create_vms";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need_out(fn, out));
+    *out = nullptr;
+    CM_TRY(need(fn, "manager", manager, Kind::kManager));
+    cloudmgr::CreateVmsRequest req;
+    CM_TRY(create_request(fn, options, option_count, req));
+    if (progress != nullptr) {
+      req.on_progress = [progress, user_data](const std::string& step) noexcept { progress(step.c_str(), user_data); };
+    }
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) -> cm_status {
+      auto r = m.create_vms(req);
+      CM_TRY(check(fn, r.status()));
+      auto result = std::make_unique<cm_create_result>();
+      result->template_item = make_template(std::move(r->template_info));
+      for (auto& v : r->vms) {
+        result->vms.items.push_back(
+            make_vm(cloudmgr::VmView{std::move(v.host_id), std::move(v.vm), cloudmgr::now_ns()}));
+      }
+      result->image_sent_to = std::move(r->image_sent_to);
+      for (const auto& h : result->image_sent_to) {
+        result->image_sent_ptrs.push_back(h.c_str());
+      }
+      cm_create_info& c = result->c;
+      c.template_info = &result->template_item->c;
+      c.vms = &result->vms;
+      c.image_sent_count = result->image_sent_ptrs.size();
+      c.image_sent_to = result->image_sent_ptrs.data();
+      c.image_bytes_sent = r->image_bytes_sent;
+      c.transfer_ns = r->transfer_ns;
+      c.provision_ns = r->provision_ns;
+      registry().add(&result->vms, Kind::kVmList, nullptr, false);
+      return hand_out(result.release(), Kind::kCreateResult, out);
+    });
+  });
+}
+
+CM_API const cm_create_info* cm_create_result_info(const cm_create_result* result) {
+  const cm_create_info* p = nullptr;
+  (void)call("cm_create_result_info", [&] {
+    CM_TRY(need("cm_create_result_info", "result", result, Kind::kCreateResult));
+    p = &result->c;
+    return CM_OK;
+  });
+  return p;
+}
+
+CM_API void cm_create_result_free(cm_create_result* result) {
+  (void)call("cm_create_result_free", [&] {
+    free_object(result, Kind::kCreateResult);
+    return CM_OK;
+  });
+}
+
+CM_API cm_status cm_manager_delete_vm(cm_manager* manager, const char* host_id, const char* vm, int force,
+                                      uint32_t timeout_ms, cm_result** out) {
+  const char* const fn = "cm_manager_delete_vm";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need_out(fn, out));
+    *out = nullptr;
+    std::optional<std::string> h;
+    std::optional<std::string> v;
+    CM_TRY(need_text(fn, "host_id", host_id, h));
+    CM_TRY(need_text(fn, "vm", vm, v));
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) -> cm_status {
+      auto r = m.delete_vm(*h, *v, force != 0, {.timeout = timeout_of(timeout_ms)});
+      CM_TRY(check(fn, r.status()));
+      auto result = std::make_unique<cm_result>();
+      fill_result(*result, std::move(*r));
+      return hand_out(result.release(), Kind::kResult, out);
+    });
   });
 }
 

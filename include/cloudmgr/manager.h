@@ -95,17 +95,59 @@ struct HostEntry {
 
 CLOUDMGR_API std::string_view to_string(HostEntry::State state) noexcept;
 
-// Keeps a sample subscription alive; destroying it unsubscribes. After the destructor returns
-// the callback is not running and is never called again (unless it runs on the callback's own
-// thread, from inside the callback: then only the second holds).
-class CLOUDMGR_API SampleSubscription {
+// Keeps a subscription (samples, events) alive; destroying it unsubscribes. After the
+// destructor returns the callback is not running and is never called again (unless it runs on
+// the callback's own thread, from inside the callback: then only the second holds).
+class CLOUDMGR_API Subscription {
  public:
-  virtual ~SampleSubscription();
-  SampleSubscription(const SampleSubscription&) = delete;
-  SampleSubscription& operator=(const SampleSubscription&) = delete;
+  virtual ~Subscription();
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
 
  protected:
-  SampleSubscription() = default;
+  Subscription() = default;
+};
+
+// A change of the manager's view of the cloud (subscribe_events). Hosts and VMs enter and leave
+// the view as their agents publish them, so a subscriber that applies every event to a copy of
+// the view (starting from the replayed one) holds what hosts() and vms() return.
+struct CloudEvent {
+  enum class Kind : std::uint8_t {
+    kHostOnline = 0,     // a host entered the view, or came back after going offline
+    kHostOffline,        // its agent stopped answering (liveliness lost); it stays in the view
+    kHostLeft,           // it left the view: its agent stopped cleanly, or forget_host dropped it
+    kHostGroupsChanged,  // its published groups changed (`groups` has the new ones)
+    kVmAdded,            // a VM entered the view: defined on a host, or its host came (back) online
+    kVmStateChanged,     // a VM's state changed: old_state -> state
+    kVmRemoved,          // a VM left the view: undefined, or its host went offline or left (`reason`)
+    kEventsLost,         // the subscriber fell `lost` events behind and they were dropped: re-read the view
+  };
+  Kind kind = Kind::kHostOnline;
+  std::int64_t time_ns = 0;  // when this manager saw the change (its clock)
+  std::string host_id;       // every kind but kEventsLost
+  // Host events: the host's groups. VM events: empty.
+  std::vector<std::string> groups;
+  // VM events: the VM.
+  std::string vm_uuid;
+  std::string vm_name;
+  VmState old_state = VmState::kUnknown;  // kVmStateChanged: before; kVmRemoved: its last state
+  VmState state = VmState::kUnknown;      // kVmAdded, kVmStateChanged: now
+  // kVmAdded, kVmStateChanged: the VM's state reason ("booted", "destroyed", ...).
+  // kVmRemoved: "undefined", "host offline" or "host left". kHostLeft: "stopped" or "forgotten".
+  std::string reason;
+  std::uint64_t lost = 0;  // kEventsLost: how many
+};
+
+CLOUDMGR_API std::string_view to_string(CloudEvent::Kind kind) noexcept;
+
+struct EventOptions {
+  // Deliver the current view first, as kHostOnline / kHostOffline for each host followed by
+  // kVmAdded for each of its VMs, taken at the moment of subscribing (so nothing falls between
+  // the replay and the live events).
+  bool replay = false;
+  // Events queued for the subscriber at most; past it, events are dropped and counted, and a
+  // kEventsLost event says how many once the subscriber catches up.
+  std::size_t max_queued = 65536;
 };
 
 // What to provision: `count` VMs of one template, placed together by a policy.
@@ -186,7 +228,13 @@ class CLOUDMGR_API Manager {
   // Calls `callback` with every tick that arrives from now on, on a transport thread, never
   // under the manager's lock, one at a time. It must return promptly. kInvalidArgument for an
   // empty callback; kFailedPrecondition when the manager was opened with samples off.
-  Result<std::unique_ptr<SampleSubscription>> subscribe_samples(std::function<void(const HostSample&)> callback);
+  Result<std::unique_ptr<Subscription>> subscribe_samples(std::function<void(const HostSample&)> callback);
+  // Calls `callback` with every change of the view from now on (CloudEvent), in the order the
+  // view changed, one at a time, on the manager's event thread (never a transport thread, never
+  // under the manager's lock), so the callback may call the manager, execute() included, but
+  // must not destroy it. kInvalidArgument for an empty callback or max_queued 0.
+  Result<std::unique_ptr<Subscription>> subscribe_events(std::function<void(const CloudEvent&)> callback,
+                                                         const EventOptions& options = {});
   // History kept by the target's hosts: one "monitor.history" command, one series per host in
   // each host's result (reply.history). query.since_ns 0 means an hour ago.
   Result<CommandResult> history(const Target& target, const HistoryQuery& query, const ExecuteOptions& options = {});

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cloudmgr/spi/metrics_store.h"
+#include "cloudmgr/templates.h"
 #include "cloudmgr/verbs.h"
 #include "cloudmgr/version.h"
 #include "core/arguments.h"
@@ -31,7 +32,6 @@
 #include "core/provisioner.h"
 #include "core/rates.h"
 #include "core/status_macros.h"
-#include "core/template_json.h"
 
 namespace cloudmgr {
 

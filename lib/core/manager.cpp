@@ -44,7 +44,29 @@ std::string_view to_string(HostEntry::State state) noexcept {
   return state == HostEntry::State::kOnline ? "online" : "offline";
 }
 
-SampleSubscription::~SampleSubscription() = default;
+std::string_view to_string(CloudEvent::Kind kind) noexcept {
+  switch (kind) {
+    case CloudEvent::Kind::kHostOnline:
+      return "host-online";
+    case CloudEvent::Kind::kHostOffline:
+      return "host-offline";
+    case CloudEvent::Kind::kHostLeft:
+      return "host-left";
+    case CloudEvent::Kind::kHostGroupsChanged:
+      return "host-groups-changed";
+    case CloudEvent::Kind::kVmAdded:
+      return "vm-added";
+    case CloudEvent::Kind::kVmStateChanged:
+      return "vm-state-changed";
+    case CloudEvent::Kind::kVmRemoved:
+      return "vm-removed";
+    case CloudEvent::Kind::kEventsLost:
+      return "events-lost";
+  }
+  return "unknown";
+}
+
+Subscription::~Subscription() = default;
 
 std::size_t CommandResult::count(HostResult::Outcome outcome) const noexcept {
   return static_cast<std::size_t>(
@@ -63,21 +85,42 @@ struct Pending {
   std::function<void(Result<CommandResult>)> done;
 };
 
-// One subscriber of samples. `mutex` is held while its callback runs, so the handle's
+// One subscriber (samples or events). `mutex` is held while its callback runs, so the handle's
 // destructor waits for a running call (unless it runs inside that call, on the same thread).
-struct SampleSink {
+template <typename T>
+struct Sink {
   std::mutex mutex;
   bool alive = true;                       // GUARDED_BY(mutex)
   std::atomic<std::thread::id> calling{};  // the thread running the callback, if any
-  std::function<void(const HostSample&)> callback;
+  std::function<void(const T&)> callback;
+
+  // Calls the callback unless the subscription ended.
+  void call(const T& value) {
+    const std::lock_guard lock(mutex);
+    if (alive) {
+      calling = std::this_thread::get_id();
+      callback(value);
+      calling = std::thread::id();
+    }
+  }
+};
+using SampleSink = Sink<HostSample>;
+
+// An event subscriber: its sink and the events waiting for the event thread.
+struct EventSink {
+  Sink<CloudEvent> sink;
+  std::size_t max_queued = 0;
+  std::deque<CloudEvent> queue;  // GUARDED_BY(Impl::mutex)
+  std::uint64_t lost = 0;        // GUARDED_BY(Impl::mutex): dropped since the last kEventsLost
 };
 
-class SampleSubscriptionImpl final : public SampleSubscription {
+template <typename T>
+class SinkSubscription final : public Subscription {
  public:
-  SampleSubscriptionImpl(std::function<void(std::uint64_t)> remove, std::uint64_t id, std::shared_ptr<SampleSink> sink)
-      : remove_(std::move(remove)), id_(id), sink_(std::move(sink)) {}
-  ~SampleSubscriptionImpl() override {
-    remove_(id_);
+  SinkSubscription(std::function<void()> remove, std::shared_ptr<Sink<T>> sink)
+      : remove_(std::move(remove)), sink_(std::move(sink)) {}
+  ~SinkSubscription() override {
+    remove_();
     if (sink_->calling.load() == std::this_thread::get_id()) {
       sink_->alive = false;  // inside the callback: its own lock is held by this thread
       return;
@@ -85,13 +128,12 @@ class SampleSubscriptionImpl final : public SampleSubscription {
     const std::lock_guard lock(sink_->mutex);
     sink_->alive = false;
   }
-  SampleSubscriptionImpl(const SampleSubscriptionImpl&) = delete;
-  SampleSubscriptionImpl& operator=(const SampleSubscriptionImpl&) = delete;
+  SinkSubscription(const SinkSubscription&) = delete;
+  SinkSubscription& operator=(const SinkSubscription&) = delete;
 
  private:
-  std::function<void(std::uint64_t)> remove_;
-  std::uint64_t id_;
-  std::shared_ptr<SampleSink> sink_;
+  std::function<void()> remove_;
+  std::shared_ptr<Sink<T>> sink_;
 };
 
 }  // namespace
@@ -106,15 +148,20 @@ struct Manager::Impl {
   // The timer's own: a new deadline or closing. Kept apart from `changed`, which every
   // monitoring tick notifies, so that ticks do not wake the timer.
   std::condition_variable timer_cv;
-  std::map<std::string, HostEntry> hosts;                      // GUARDED_BY(mutex)
-  std::map<std::pair<std::string, std::string>, VmView> vms;   // GUARDED_BY(mutex)
-  std::map<std::string, HostSample> samples;                   // GUARDED_BY(mutex): latest per online host
-  std::map<std::string, HostImages> images;                    // GUARDED_BY(mutex): per online host
-  std::map<std::uint64_t, std::shared_ptr<SampleSink>> sinks;  // GUARDED_BY(mutex)
-  std::uint64_t next_sink = 0;                                 // GUARDED_BY(mutex)
-  std::map<std::string, std::shared_ptr<Pending>> pending;     // GUARDED_BY(mutex)
-  bool closing = false;                                        // GUARDED_BY(mutex)
-  std::uint64_t version = 0;                                   // GUARDED_BY(mutex): bumped on every change of the view
+  std::map<std::string, HostEntry> hosts;                           // GUARDED_BY(mutex)
+  std::map<std::pair<std::string, std::string>, VmView> vms;        // GUARDED_BY(mutex)
+  std::map<std::string, HostSample> samples;                        // GUARDED_BY(mutex): latest per online host
+  std::map<std::string, HostImages> images;                         // GUARDED_BY(mutex): per online host
+  std::map<std::uint64_t, std::shared_ptr<SampleSink>> sinks;       // GUARDED_BY(mutex)
+  std::uint64_t next_sink = 0;                                      // GUARDED_BY(mutex)
+  std::map<std::uint64_t, std::shared_ptr<EventSink>> event_sinks;  // GUARDED_BY(mutex)
+  bool events_ready = false;                                        // GUARDED_BY(mutex): a queue holds events
+  bool events_stop = false;                                         // GUARDED_BY(mutex)
+  std::condition_variable events_cv;
+  std::thread event_thread;                                 // started by the first subscribe_events
+  std::map<std::string, std::shared_ptr<Pending>> pending;  // GUARDED_BY(mutex)
+  bool closing = false;                                     // GUARDED_BY(mutex)
+  std::uint64_t version = 0;                                // GUARDED_BY(mutex): bumped on every change of the view
 
   std::mutex store_mutex;
   std::unique_ptr<spi::TemplateStore> store;  // GUARDED_BY(store_mutex): opened on first use
@@ -174,7 +221,6 @@ struct Manager::Impl {
       const std::lock_guard lock(mutex);
       images[i.host_id] = i;
       ++version;
-      ++version;
     }
     changed.notify_all();
   }
@@ -228,14 +274,115 @@ struct Manager::Impl {
     return progress;
   }
 
+  // Queues `e` for every event subscriber (or only `to`); REQUIRES(mutex). The caller
+  // notifies events_cv after releasing the lock.
+  void emit(CloudEvent e, EventSink* to = nullptr) {
+    if (event_sinks.empty()) {
+      return;
+    }
+    e.time_ns = now_ns();
+    for (auto& [id, s] : event_sinks) {
+      if (to != nullptr && s.get() != to) {
+        continue;
+      }
+      if (to == nullptr && s->queue.size() >= s->max_queued) {
+        ++s->lost;  // the replay (`to`) is never dropped
+        continue;
+      }
+      s->queue.push_back(e);
+      events_ready = true;
+    }
+  }
+
+  static CloudEvent host_event(CloudEvent::Kind kind, const HostEntry& h, std::string reason = {}) {
+    CloudEvent e;
+    e.kind = kind;
+    e.host_id = h.view.info.id;
+    e.groups = h.view.groups;
+    e.reason = std::move(reason);
+    return e;
+  }
+
+  static CloudEvent vm_event(CloudEvent::Kind kind, const VmView& v) {
+    CloudEvent e;
+    e.kind = kind;
+    e.host_id = v.host_id;
+    e.vm_uuid = v.vm.uuid;
+    e.vm_name = v.vm.name;
+    e.state = v.vm.state;
+    e.reason = v.vm.state_reason;
+    return e;
+  }
+
+  // Removes the VMs of host `id` from the view, with an event each; REQUIRES(mutex).
+  void drop_vms_of(const std::string& id, const std::string& reason) {
+    for (auto it = vms.begin(); it != vms.end();) {
+      if (it->first.first != id) {
+        ++it;
+        continue;
+      }
+      CloudEvent e = vm_event(CloudEvent::Kind::kVmRemoved, it->second);
+      e.old_state = e.state;
+      e.state = VmState::kUnknown;
+      e.reason = reason;
+      emit(std::move(e));
+      it = vms.erase(it);
+    }
+  }
+
+  // The event thread: hands each subscriber its queued events, in order, outside the lock.
+  void event_loop() {
+    std::unique_lock lock(mutex);
+    while (true) {
+      events_cv.wait(lock, [&] { return events_stop || events_ready; });
+      if (events_stop) {
+        return;
+      }
+      events_ready = false;
+      std::vector<std::pair<std::shared_ptr<EventSink>, std::deque<CloudEvent>>> batch;
+      for (auto& [id, s] : event_sinks) {
+        if (s->queue.empty() && s->lost == 0) {
+          continue;
+        }
+        std::deque<CloudEvent> events;
+        events.swap(s->queue);
+        if (s->lost > 0) {
+          CloudEvent e;
+          e.kind = CloudEvent::Kind::kEventsLost;
+          e.time_ns = now_ns();
+          e.lost = s->lost;
+          events.push_back(std::move(e));
+          s->lost = 0;
+        }
+        batch.emplace_back(s, std::move(events));
+      }
+      lock.unlock();
+      for (auto& [s, events] : batch) {
+        for (const auto& e : events) {
+          s->sink.call(e);
+        }
+      }
+      batch.clear();  // the last references to removed sinks go outside the lock
+      lock.lock();
+    }
+  }
+
   void on_host(const HostView& h) {
     {
       const std::lock_guard lock(mutex);
-      hosts[h.info.id] = HostEntry{.view = h, .state = HostEntry::State::kOnline, .last_seen_ns = now_ns()};
-      ++version;
+      auto& entry = hosts[h.info.id];
+      const bool was_online = !entry.view.info.id.empty() && entry.online();
+      const bool groups_changed = entry.view.groups != h.groups;
+      entry = HostEntry{.view = h, .state = HostEntry::State::kOnline, .last_seen_ns = now_ns()};
+      if (!was_online) {
+        emit(host_event(CloudEvent::Kind::kHostOnline, entry));
+      } else if (groups_changed) {
+        emit(host_event(CloudEvent::Kind::kHostGroupsChanged, entry));
+      }
       ++version;
     }
     changed.notify_all();
+    events_cv.notify_all();
   }
 
   void on_host_gone(const std::string& id, bool clean) {
@@ -243,16 +390,19 @@ struct Manager::Impl {
     std::vector<std::function<void()>> progress;
     {
       const std::lock_guard lock(mutex);
-      if (clean) {
-        hosts.erase(id);  // stopped on purpose: it leaves the view
-      } else if (auto it = hosts.find(id); it != hosts.end()) {
-        it->second.state = HostEntry::State::kOffline;
-        it->second.offline_since_ns = now_ns();
+      if (auto it = hosts.find(id); it != hosts.end()) {
+        if (clean) {
+          emit(host_event(CloudEvent::Kind::kHostLeft, it->second, "stopped"));
+          hosts.erase(it);  // stopped on purpose: it leaves the view
+        } else if (it->second.online()) {
+          it->second.state = HostEntry::State::kOffline;
+          it->second.offline_since_ns = now_ns();
+          emit(host_event(CloudEvent::Kind::kHostOffline, it->second));
+        }
       }
       samples.erase(id);
       images.erase(id);
-      std::erase_if(vms, [&](const auto& kv) { return kv.first.first == id; });
-      ++version;
+      drop_vms_of(id, clean ? "host left" : "host offline");
       ++version;
       // Commands still waiting for this host will not hear from it.
       auto snapshot = pending;
@@ -267,6 +417,7 @@ struct Manager::Impl {
       }
     }
     changed.notify_all();
+    events_cv.notify_all();
     for (auto& f : progress) {
       f();
     }
@@ -276,21 +427,44 @@ struct Manager::Impl {
   void on_vm(const VmView& v) {
     {
       const std::lock_guard lock(mutex);
-      vms[{v.host_id, v.vm.uuid}] = v;
-      ++version;
+      auto [it, added] = vms.try_emplace({v.host_id, v.vm.uuid}, v);
+      if (added) {
+        emit(vm_event(CloudEvent::Kind::kVmAdded, v));
+      } else {
+        if (it->second.vm.state != v.vm.state) {
+          CloudEvent e = vm_event(CloudEvent::Kind::kVmStateChanged, v);
+          e.old_state = it->second.vm.state;
+          emit(std::move(e));
+        }
+        it->second = v;
+      }
       ++version;
     }
     changed.notify_all();
+    events_cv.notify_all();
   }
 
-  void on_vm_gone(const std::string& host, const std::string& uuid) {
+  void on_vm_gone(const std::string& host, const std::string& uuid, bool undefined) {
     {
       const std::lock_guard lock(mutex);
-      vms.erase({host, uuid});
-      ++version;
+      if (auto it = vms.find({host, uuid}); it != vms.end()) {
+        CloudEvent e = vm_event(CloudEvent::Kind::kVmRemoved, it->second);
+        e.old_state = e.state;
+        e.state = VmState::kUnknown;
+        if (undefined) {
+          e.reason = "undefined";
+        } else {
+          // Its host stopped publishing it: leaving cleanly while still online, else lost.
+          auto h = hosts.find(host);
+          e.reason = h != hosts.end() && h->second.online() ? "host left" : "host offline";
+        }
+        emit(std::move(e));
+        vms.erase(it);
+      }
       ++version;
     }
     changed.notify_all();
+    events_cv.notify_all();
   }
 
   void on_sample(const HostSample& s) {
@@ -310,19 +484,13 @@ struct Manager::Impl {
       latest = s;
       h->second.last_seen_ns = now_ns();
       ++version;
-      ++version;
       for (const auto& [id, sink] : sinks) {
         to_call.push_back(sink);
       }
     }
     changed.notify_all();
     for (const auto& sink : to_call) {
-      const std::lock_guard lock(sink->mutex);
-      if (sink->alive) {
-        sink->calling = std::this_thread::get_id();
-        sink->callback(s);
-        sink->calling = std::thread::id();
-      }
+      sink->call(s);
     }
   }
 
@@ -582,6 +750,14 @@ struct Manager::Impl {
       timer.join();
     }
     link.reset();  // no more callbacks after this
+    {
+      const std::lock_guard lock(mutex);
+      events_stop = true;
+    }
+    events_cv.notify_all();
+    if (event_thread.joinable()) {
+      event_thread.join();  // events still queued are dropped
+    }
     std::vector<Completion> done;
     {
       const std::lock_guard lock(mutex);
@@ -617,7 +793,9 @@ Result<std::unique_ptr<Manager>> Manager::open(ManagerOptions options) {
   cb.on_host = [self](const HostView& h) { self->on_host(h); };
   cb.on_host_gone = [self](const std::string& id, bool clean) { self->on_host_gone(id, clean); };
   cb.on_vm = [self](const VmView& v) { self->on_vm(v); };
-  cb.on_vm_gone = [self](const std::string& h, const std::string& u) { self->on_vm_gone(h, u); };
+  cb.on_vm_gone = [self](const std::string& h, const std::string& u, bool undefined) {
+    self->on_vm_gone(h, u, undefined);
+  };
   cb.on_reply = [self](const CommandReply& r) { self->on_reply(r); };
   if (impl->options.samples) {
     cb.on_sample = [self](const HostSample& s) { self->on_sample(s); };
@@ -758,10 +936,12 @@ Status Manager::forget_host(const std::string& id) {
     if (it->second.online()) {
       return failed_precondition_error(fmt::format("host '{}' is online; only offline hosts can be forgotten", id));
     }
+    impl_->emit(Impl::host_event(CloudEvent::Kind::kHostLeft, it->second, "forgotten"));
     impl_->hosts.erase(it);
     ++impl_->version;
   }
   impl_->changed.notify_all();
+  impl_->events_cv.notify_all();
   return {};
 }
 
@@ -796,8 +976,7 @@ std::optional<VmSample> Manager::vm_sample(const std::string& vm) const {
   return std::nullopt;
 }
 
-Result<std::unique_ptr<SampleSubscription>> Manager::subscribe_samples(
-    std::function<void(const HostSample&)> callback) {
+Result<std::unique_ptr<Subscription>> Manager::subscribe_samples(std::function<void(const HostSample&)> callback) {
   if (!callback) {
     return invalid_argument_error("subscribe_samples needs a callback");
   }
@@ -813,13 +992,73 @@ Result<std::unique_ptr<SampleSubscription>> Manager::subscribe_samples(
     impl_->sinks.emplace(id, sink);
   }
   std::weak_ptr<Impl> weak = impl_;
-  auto remove = [weak](std::uint64_t sink_id) {
+  auto remove = [weak, id] {
     if (auto impl = weak.lock()) {
       const std::lock_guard lock(impl->mutex);
-      impl->sinks.erase(sink_id);
+      impl->sinks.erase(id);
     }
   };
-  return std::unique_ptr<SampleSubscription>(new SampleSubscriptionImpl(std::move(remove), id, std::move(sink)));
+  return std::unique_ptr<Subscription>(new SinkSubscription<HostSample>(std::move(remove), std::move(sink)));
+}
+
+Result<std::unique_ptr<Subscription>> Manager::subscribe_events(std::function<void(const CloudEvent&)> callback,
+                                                                const EventOptions& options) {
+  if (!callback) {
+    return invalid_argument_error("subscribe_events needs a callback");
+  }
+  if (options.max_queued == 0) {
+    return invalid_argument_error("subscribe_events: max_queued must be at least 1");
+  }
+  auto es = std::make_shared<EventSink>();
+  es->sink.callback = std::move(callback);
+  es->max_queued = options.max_queued;
+  std::uint64_t id = 0;
+  {
+    const std::lock_guard lock(impl_->mutex);
+    if (impl_->closing) {
+      return failed_precondition_error("the manager is closing");
+    }
+    if (!impl_->event_thread.joinable()) {
+      try {
+        impl_->event_thread = std::thread([self = impl_.get()] { self->event_loop(); });
+      } catch (const std::system_error& e) {
+        return resource_exhausted_error(fmt::format("starting the manager's event thread: {}", e.what()));
+      }
+    }
+    id = impl_->next_sink++;
+    impl_->event_sinks.emplace(id, es);
+    if (options.replay) {
+      for (const auto& [host_id, h] : impl_->hosts) {
+        impl_->emit(Impl::host_event(h.online() ? CloudEvent::Kind::kHostOnline : CloudEvent::Kind::kHostOffline, h),
+                    es.get());
+        // The host's VMs in name order (the map orders them by UUID).
+        std::vector<const VmView*> vms;
+        for (auto it = impl_->vms.lower_bound({host_id, std::string()});
+             it != impl_->vms.end() && it->first.first == host_id; ++it) {
+          vms.push_back(&it->second);
+        }
+        std::ranges::sort(vms, {}, [](const VmView* v) { return v->vm.name; });
+        for (const VmView* v : vms) {
+          impl_->emit(Impl::vm_event(CloudEvent::Kind::kVmAdded, *v), es.get());
+        }
+      }
+    }
+  }
+  impl_->events_cv.notify_all();
+  std::weak_ptr<Impl> weak = impl_;
+  auto remove = [weak, id] {
+    if (auto impl = weak.lock()) {
+      std::shared_ptr<EventSink> gone;  // released outside the lock
+      const std::lock_guard lock(impl->mutex);
+      if (auto it = impl->event_sinks.find(id); it != impl->event_sinks.end()) {
+        gone = std::move(it->second);
+        impl->event_sinks.erase(it);
+      }
+    }
+  };
+  // The subscription holds the sink inside the EventSink (an aliasing pointer keeps it alive).
+  std::shared_ptr<Sink<CloudEvent>> sink(es, &es->sink);
+  return std::unique_ptr<Subscription>(new SinkSubscription<CloudEvent>(std::move(remove), std::move(sink)));
 }
 
 Result<CommandResult> Manager::history(const Target& target, const HistoryQuery& query, const ExecuteOptions& options) {

@@ -9,9 +9,9 @@
 
 #include <fmt/format.h>
 
+#include "cloudmgr/templates.h"
 #include "cloudmgr/units.h"
 #include "core/status_macros.h"
-#include "core/template_json.h"
 #include "image/image_io.h"
 
 namespace cloudmgr {

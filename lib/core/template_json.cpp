@@ -1,6 +1,6 @@
-// The JSON codec of templates (template_json.h). Objects are nlohmann::ordered_json, so
+// The JSON codec of templates (declared in cloudmgr/templates.h). Objects are nlohmann::ordered_json, so
 // fields are written in a fixed order and metadata keeps its order through a round trip.
-#include "core/template_json.h"
+#include "cloudmgr/templates.h"
 
 #include <algorithm>
 #include <array>

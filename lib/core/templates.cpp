@@ -11,8 +11,8 @@
 
 #include <fmt/format.h>
 
+#include "cloudmgr/templates.h"
 #include "core/status_macros.h"
-#include "core/template_json.h"
 #include "core/text.h"
 
 namespace cloudmgr {

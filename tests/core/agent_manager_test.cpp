@@ -9,6 +9,9 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <mutex>
+#include <optional>
 
 #include "cloudmgr/agent.h"
 #include "cloudmgr/manager.h"
@@ -250,6 +253,190 @@ TEST_F(CloudTest, CleanStopDisposesHostAndVms) {
   ASSERT_TRUE(manager()
                   .wait_until([](const Manager& m) { return m.hosts().empty() && m.vms().empty(); }, milliseconds(5000))
                   .ok());
+}
+
+// Collects a subscription's events; waits for a given one.
+class EventLog {
+ public:
+  void add(const CloudEvent& e) {
+    {
+      const std::lock_guard lock(mutex_);
+      events_.push_back(e);
+    }
+    cv_.notify_all();
+  }
+  // Waits until an event matching `pred` arrived after position `from`; returns its position.
+  std::optional<std::size_t> wait_for(const std::function<bool(const CloudEvent&)>& pred, std::size_t from = 0) {
+    std::unique_lock lock(mutex_);
+    std::optional<std::size_t> found;
+    cv_.wait_for(lock, milliseconds(5000), [&] {
+      for (std::size_t i = from; i < events_.size(); ++i) {
+        if (pred(events_[i])) {
+          found = i;
+          return true;
+        }
+      }
+      return false;
+    });
+    return found;
+  }
+  std::vector<CloudEvent> events() const {
+    const std::lock_guard lock(mutex_);
+    return events_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<CloudEvent> events_;
+};
+
+auto is(CloudEvent::Kind kind, const std::string& host, const std::string& vm = {}) {
+  return [=](const CloudEvent& e) { return e.kind == kind && e.host_id == host && (vm.empty() || e.vm_name == vm); };
+}
+
+TEST_F(CloudTest, EventsReplayTheViewThenFollowEveryChange) {
+  start_agent("node1", {"web"});
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.vms("node1").size() == 2; }, milliseconds(5000)).ok());
+  EventLog log;
+  std::atomic<int> calls_ok{0};
+  Manager& m = manager();
+  auto sub = m.subscribe_events(
+      [&](const CloudEvent& e) {
+        // The callback may use the manager, a command included.
+        if (e.kind == CloudEvent::Kind::kHostOnline && e.host_id == "node2") {
+          auto r = m.execute(Target::host("node2"), "host.info", {}, {.timeout = milliseconds(5000)});
+          calls_ok += r.ok() && r->all_ok() ? 1 : 0;
+        }
+        log.add(e);
+      },
+      {.replay = true});
+  ASSERT_TRUE(sub.ok()) << sub.status();
+
+  // The replay: the host, then its VMs in name order.
+  ASSERT_TRUE(log.wait_for(is(CloudEvent::Kind::kVmAdded, "node1", "db1")));
+  auto replay = log.events();
+  ASSERT_EQ(replay.size(), 3U);
+  EXPECT_EQ(replay[0].kind, CloudEvent::Kind::kHostOnline);
+  EXPECT_EQ(replay[0].groups, std::vector<std::string>{"web"});
+  EXPECT_EQ(replay[1].vm_name, "batch1");
+  EXPECT_EQ(replay[1].state, VmState::kShutOff);
+  EXPECT_EQ(replay[2].vm_name, "db1");
+  EXPECT_EQ(replay[2].state, VmState::kRunning);
+
+  // A state change.
+  ASSERT_TRUE(m.execute(Target::host("node1"), "vm.start", {{"vm", "batch1"}})->all_ok());
+  auto started = log.wait_for(is(CloudEvent::Kind::kVmStateChanged, "node1", "batch1"));
+  ASSERT_TRUE(started);
+  auto e = log.events()[*started];
+  EXPECT_EQ(e.old_state, VmState::kShutOff);
+  EXPECT_EQ(e.state, VmState::kRunning);
+  EXPECT_EQ(e.reason, "booted");
+  EXPECT_GT(e.time_ns, 0);
+
+  // Groups.
+  ASSERT_TRUE(m.execute(Target::host("node1"), "group.join", {{"group", "db"}})->all_ok());
+  auto joined = log.wait_for(is(CloudEvent::Kind::kHostGroupsChanged, "node1"));
+  ASSERT_TRUE(joined);
+  EXPECT_EQ(log.events()[*joined].groups, (std::vector<std::string>{"db", "web"}));
+
+  // A VM undefined.
+  ASSERT_TRUE(m.execute(Target::host("node1"), "vm.destroy", {{"vm", "batch1"}})->all_ok());
+  ASSERT_TRUE(m.execute(Target::host("node1"), "vm.undefine", {{"vm", "batch1"}})->all_ok());
+  auto removed = log.wait_for(is(CloudEvent::Kind::kVmRemoved, "node1", "batch1"));
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(log.events()[*removed].reason, "undefined");
+  EXPECT_EQ(log.events()[*removed].old_state, VmState::kShutOff);
+
+  // A new host (the callback runs a command on it), then its crash, then forgetting it.
+  start_agent("node2");
+  ASSERT_TRUE(log.wait_for(is(CloudEvent::Kind::kHostOnline, "node2")));
+  ASSERT_TRUE(log.wait_for(is(CloudEvent::Kind::kVmAdded, "node2", "db1")));
+  EXPECT_EQ(calls_ok.load(), 1);
+  agents_["node2"]->abandon();
+  auto offline = log.wait_for(is(CloudEvent::Kind::kHostOffline, "node2"));
+  ASSERT_TRUE(offline);
+  for (const char* vm : {"batch1", "db1"}) {
+    auto gone = log.wait_for(is(CloudEvent::Kind::kVmRemoved, "node2", vm), *offline);
+    ASSERT_TRUE(gone) << vm;
+    EXPECT_EQ(log.events()[*gone].reason, "host offline");
+  }
+  ASSERT_TRUE(m.forget_host("node2").ok());
+  auto forgotten = log.wait_for(is(CloudEvent::Kind::kHostLeft, "node2"));
+  ASSERT_TRUE(forgotten);
+  EXPECT_EQ(log.events()[*forgotten].reason, "forgotten");
+
+  // A clean stop: the host leaves, with its remaining VM.
+  agents_.erase("node1");
+  auto left = log.wait_for(is(CloudEvent::Kind::kHostLeft, "node1"));
+  ASSERT_TRUE(left);
+  EXPECT_EQ(log.events()[*left].reason, "stopped");
+  // Its agent stops publishing its VMs before it leaves: the VM goes first, for "host left".
+  auto db1 = log.wait_for(is(CloudEvent::Kind::kVmRemoved, "node1", "db1"), *forgotten);
+  ASSERT_TRUE(db1);
+  EXPECT_EQ(log.events()[*db1].reason, "host left");
+  // Nothing was lost, and no event came after its subscription ended.
+  sub->reset();
+  const std::size_t n = log.events().size();
+  for (const auto& ev : log.events()) {
+    EXPECT_NE(ev.kind, CloudEvent::Kind::kEventsLost);
+  }
+  start_agent("node3");
+  ASSERT_TRUE(m.wait_for_hosts(1, milliseconds(5000)).ok());
+  EXPECT_EQ(log.events().size(), n);
+}
+
+TEST_F(CloudTest, ASlowEventSubscriberLosesEventsAndIsToldHowMany) {
+  start_agent("node1");
+  ASSERT_TRUE(
+      manager().wait_until([](const Manager& m) { return m.vms("node1").size() == 2; }, milliseconds(5000)).ok());
+  EventLog log;
+  std::mutex gate;
+  std::unique_lock hold(gate);  // the callback blocks on its first event until released
+  auto sub = manager().subscribe_events(
+      [&](const CloudEvent& e) {
+        const std::lock_guard pass(gate);
+        log.add(e);
+      },
+      {.replay = true, .max_queued = 1});
+  ASSERT_TRUE(sub.ok()) << sub.status();
+  // While the subscriber is stuck, batch1 starts (queued) and is destroyed (dropped: the
+  // queue holds one event).
+  ASSERT_TRUE(manager().execute(Target::host("node1"), "vm.start", {{"vm", "batch1"}})->all_ok());
+  ASSERT_TRUE(manager().execute(Target::host("node1"), "vm.destroy", {{"vm", "batch1"}})->all_ok());
+  ASSERT_TRUE(manager()
+                  .wait_until(
+                      [](const Manager& m) {
+                        for (const auto& v : m.vms("node1")) {
+                          if (v.vm.name == "batch1") return v.vm.state == VmState::kShutOff;
+                        }
+                        return false;
+                      },
+                      milliseconds(5000))
+                  .ok());
+  hold.unlock();
+  auto lost = log.wait_for([](const CloudEvent& e) { return e.kind == CloudEvent::Kind::kEventsLost; });
+  ASSERT_TRUE(lost);
+  auto events = log.events();
+  // The replay (never dropped), the first change, then the loss report.
+  ASSERT_EQ(*lost, 4U);
+  EXPECT_EQ(events[0].kind, CloudEvent::Kind::kHostOnline);
+  EXPECT_EQ(events[3].kind, CloudEvent::Kind::kVmStateChanged);
+  EXPECT_EQ(events[3].state, VmState::kRunning);
+  EXPECT_EQ(events[4].lost, 1U);
+  // Events flow again afterwards.
+  ASSERT_TRUE(manager().execute(Target::host("node1"), "vm.start", {{"vm", "batch1"}})->all_ok());
+  auto again = log.wait_for(is(CloudEvent::Kind::kVmStateChanged, "node1", "batch1"), 5);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(log.events()[*again].state, VmState::kRunning);
+}
+
+TEST_F(CloudTest, EventSubscriptionsRefuseBadOptions) {
+  EXPECT_EQ(manager().subscribe_events({}).status().code(), StatusCode::kInvalidArgument);
+  auto zero = manager().subscribe_events([](const CloudEvent&) {}, {.max_queued = 0});
+  EXPECT_EQ(zero.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(zero.status().message().find("max_queued"), std::string::npos);
 }
 
 // Duplicate delivery (a retransmission, a second manager replaying an id) runs once; the

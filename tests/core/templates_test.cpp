@@ -1,11 +1,11 @@
-// Template model (templates.h) and its JSON codec (core/template_json.h).
+// Template model (templates.h) and its JSON codec (also in templates.h).
 #include "cloudmgr/templates.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-#include "core/template_json.h"
+#include "cloudmgr/templates.h"
 
 namespace cloudmgr {
 namespace {

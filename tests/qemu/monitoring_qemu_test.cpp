@@ -323,7 +323,7 @@ class MonitoringQemu : public ::testing::Test {
   std::unique_ptr<Hypervisor> hv_;
   bool defined_ = false;
   std::unique_ptr<Manager> manager_;
-  std::unique_ptr<SampleSubscription> sub_;
+  std::unique_ptr<Subscription> sub_;
   std::unique_ptr<Agent> agent_;
   std::unique_ptr<FrameInjector> injector_;
   std::mutex mutex_;

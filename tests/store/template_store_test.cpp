@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "cloudmgr/spi/template_store.h"
-#include "core/template_json.h"
+#include "cloudmgr/templates.h"
 #include "store/sqlite/sqlite_template_store.h"
 
 namespace cloudmgr {

@@ -96,6 +96,7 @@ struct ManagerLog {
   std::vector<std::pair<std::string, bool>> gone;
   std::map<std::string, VmView> vms;  // by uuid
   std::vector<std::string> vms_gone;
+  std::vector<bool> vms_undefined;  // per vms_gone entry: the host said the VM was undefined
   std::vector<CommandReply> replies;
 
   spi::ManagerCallbacks callbacks() {
@@ -108,9 +109,10 @@ struct ManagerLog {
       });
     };
     cb.on_vm = [this](const VmView& v) { w.update([&] { vms[v.vm.uuid] = v; }); };
-    cb.on_vm_gone = [this](const std::string&, const std::string& uuid) {
+    cb.on_vm_gone = [this](const std::string&, const std::string& uuid, bool undefined) {
       w.update([&] {
         vms_gone.push_back(uuid);
+        vms_undefined.push_back(undefined);
         vms.erase(uuid);
       });
     };
@@ -616,6 +618,8 @@ TEST(DdsTransport, RemoveVmAndLeaveAreSeenAtOnce) {
   m.log.w.read([&] {
     EXPECT_EQ(m.log.gone, (std::vector<std::pair<std::string, bool>>{{"node-a", true}}));
     EXPECT_TRUE(m.log.vms.empty());
+    // remove_vm undefines; leave() only stops publishing.
+    EXPECT_EQ(m.log.vms_undefined, (std::vector<bool>{true, false}));
     return 0;
   });
 }
@@ -634,6 +638,7 @@ TEST(DdsTransport, AgentWithoutLeaveIsGoneUncleanly) {
   EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms_gone.size() == 1; }, seconds(15)));
   m.log.w.read([&] {
     EXPECT_EQ(m.log.gone, (std::vector<std::pair<std::string, bool>>{{"node-a", false}}));
+    EXPECT_EQ(m.log.vms_undefined, std::vector<bool>{false});
     return 0;
   });
 }

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "cloudmgr/pki.h"
+#include "common/json.h"
 #include "common/table.h"
 
 namespace cloudctl {
@@ -169,20 +170,7 @@ void print_audit(const Options& o, const std::vector<cloudmgr::AuditEntry>& entr
   if (o.json) {
     nlohmann::json j = nlohmann::json::array();
     for (const auto& e : entries) {
-      nlohmann::json args = nlohmann::json::array();
-      for (const auto& [k, v] : e.arguments) {
-        args.push_back({{"name", k}, {"value", v}});
-      }
-      j.push_back({{"received_ns", e.received_ns},
-                   {"command_id", e.command_id},
-                   {"issuer", e.issuer},
-                   {"claimed_issuer", e.claimed_issuer},
-                   {"target", e.target.partition()},
-                   {"verb", e.verb},
-                   {"arguments", args},
-                   {"completed_ns", e.completed_ns},
-                   {"code", cloudmgr::status_code_name(e.result.code())},
-                   {"message", e.result.message()}});
+      j.push_back(cloudmgr::tools::to_json(e));
     }
     print_json(j);
     return;

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cloudmgr/cloud.h"
 #include "cloudmgr/model.h"
 
 namespace cloudmgr::tools {
@@ -82,6 +83,24 @@ inline nlohmann::json to_json(const SnapshotInfo& s) {
           {"creation_time_ns", s.creation_time_ns},
           {"vm_state", to_string(s.vm_state)},
           {"current", s.current}};
+}
+
+// One audit log entry, as `cloudctl audit --json` prints it.
+inline nlohmann::json to_json(const AuditEntry& e) {
+  nlohmann::json args = nlohmann::json::array();
+  for (const auto& [k, v] : e.arguments) {
+    args.push_back({{"name", k}, {"value", v}});
+  }
+  return {{"received_ns", e.received_ns},
+          {"command_id", e.command_id},
+          {"issuer", e.issuer},
+          {"claimed_issuer", e.claimed_issuer},
+          {"target", e.target.partition()},
+          {"verb", e.verb},
+          {"arguments", args},
+          {"completed_ns", e.completed_ns},
+          {"code", status_code_name(e.result.code())},
+          {"message", e.result.message()}};
 }
 
 }  // namespace cloudmgr::tools

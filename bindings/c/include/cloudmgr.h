@@ -2,7 +2,8 @@
  *
  * One C API every binding builds on (Python's cloudmgr package uses nothing else). It wraps
  * cloudmgr::Manager: the whole cloud seen through the DDS data space, commands to one host, a
- * group or every host with a result per host, and the hosts' monitoring samples.
+ * group or every host with a result per host, the hosts' monitoring samples and history, the
+ * changes of the view as events, and the template store with provisioning by placement.
  *
  *   cm_config* cfg = NULL;
  *   cm_manager* m = NULL;
@@ -281,8 +282,10 @@ typedef struct cm_host_result {
   cm_status code;      /* CM_OK, the host's error, or CM_DEADLINE_EXCEEDED */
   const char* message; /* "" when OK */
   int64_t latency_ns;  /* send to reply; 0 without a reply */
-  /* The reply's payload as JSON: {"processes": [...], "snapshots": [...], "vms": [...]}, each
-   * key present only when the verb returns it (docs/commands.md); "{}" for none. */
+  /* The reply's payload as JSON: {"processes": [...], "snapshots": [...], "vms": [...],
+   * "audit": [...]}, each key present only when the verb returns it (docs/commands.md); "{}"
+   * for none. The objects are those `cloudctl ... --json` prints (host ps, snapshot list,
+   * vm show, audit). */
   const char* reply_json;
 } cm_host_result;
 
@@ -418,6 +421,148 @@ CM_API const cm_history_series* cm_history_at(const cm_history* history, size_t 
 /* The per-host outcome of the history command (borrowed from `history`). */
 CM_API const cm_result* cm_history_result(const cm_history* history);
 CM_API void cm_history_free(cm_history* history);
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+/* The same numbers as cloudmgr::CloudEvent::Kind. */
+typedef enum cm_event_kind {
+  CM_EVENT_HOST_ONLINE = 0,         /* a host entered the view, or came back after going offline */
+  CM_EVENT_HOST_OFFLINE = 1,        /* its agent stopped answering; it stays in the view */
+  CM_EVENT_HOST_LEFT = 2,           /* it left the view: stopped cleanly ("stopped") or forgotten ("forgotten") */
+  CM_EVENT_HOST_GROUPS_CHANGED = 3, /* its groups changed (groups: the new ones) */
+  CM_EVENT_VM_ADDED = 4,            /* a VM entered the view (defined, or its host came online) */
+  CM_EVENT_VM_STATE_CHANGED = 5,    /* old_state -> state */
+  CM_EVENT_VM_REMOVED = 6,          /* reason: "undefined", "host offline" or "host left" */
+  CM_EVENT_EVENTS_LOST = 7          /* the subscriber fell behind: `lost` events were dropped; re-read the view */
+} cm_event_kind;
+
+/* "host-online", "host-offline", "host-left", "host-groups-changed", "vm-added",
+ * "vm-state-changed", "vm-removed", "events-lost"; "invalid" outside the enum. Static storage. */
+CM_API const char* cm_event_kind_name(cm_event_kind kind);
+
+typedef struct cm_event {
+  cm_event_kind kind;
+  int64_t time_ns;     /* when the manager saw the change (its clock) */
+  const char* host_id; /* "" for CM_EVENT_EVENTS_LOST */
+  size_t group_count;  /* host events: the host's groups, sorted; 0 for VM events */
+  const char* const* groups;
+  const char* vm_uuid; /* VM events; "" otherwise */
+  const char* vm_name;
+  cm_vm_state old_state; /* VM_STATE_CHANGED: before; VM_REMOVED: its last state */
+  cm_vm_state state;     /* VM_ADDED, VM_STATE_CHANGED: now */
+  const char* reason;    /* the VM's state reason ("booted", ...), or why it or its host left */
+  uint64_t lost;         /* CM_EVENT_EVENTS_LOST: how many */
+} cm_event;
+
+/* Called with each change of the manager's view, in the order the view changed, one call at a
+ * time per subscription, on the manager's event thread (never a transport thread, never under
+ * the manager's lock). `event` is valid only during the call. The callback may call any
+ * manager function, cm_manager_execute included (it then holds up only later events), but must
+ * not close or free the manager, nor free its own subscription. */
+typedef void (*cm_event_callback)(const cm_event* event, void* user_data);
+
+/* cm_manager_subscribe_events flags. */
+#define CM_EVENTS_REPLAY 1u /* first deliver the current view: each host (online / offline) then its VMs (added) */
+
+/* Subscribes to the view's changes. `max_queued`: events held for a slow callback at most (0:
+ * 65536); past it they are dropped and a CM_EVENT_EVENTS_LOST says how many (the replay is
+ * never dropped). An unknown flag is CM_INVALID_ARGUMENT. Free with cm_subscription_free. */
+CM_API cm_status cm_manager_subscribe_events(cm_manager* manager, uint32_t flags, size_t max_queued,
+                                             cm_event_callback callback, void* user_data, cm_subscription** out);
+
+/* ---- templates ---------------------------------------------------------------------------- */
+
+/* A template version in the manager's template store (config key "templates"; without one
+ * every call here is CM_FAILED_PRECONDITION). docs/templates.md. */
+typedef struct cm_template {
+  const char* name;
+  uint32_t version; /* 1, 2, ... */
+  const char* ref;  /* "name:version" */
+  uint32_t vcpus;
+  uint64_t memory_bytes;
+  const char* description;
+  const char* image_sha256; /* the base image, by its SHA-256 */
+  const char* image_format; /* "qcow2" or "raw" */
+  uint64_t image_size_bytes;
+  uint64_t image_virtual_size_bytes;
+  int64_t created_ns;
+  const char* origin;    /* "import /path", "capture host/vm" */
+  const char* spec_json; /* the whole definition (disks, NICs, metadata) as JSON: docs/templates.md */
+  const char* json;      /* the whole template version as JSON (as `cloudctl template export` writes it) */
+} cm_template;
+
+typedef struct cm_template_list cm_template_list;
+
+/* The latest version of every template, sorted by name. */
+CM_API cm_status cm_manager_templates(cm_manager* manager, cm_template_list** out);
+/* Every version of template `name`, oldest first: CM_NOT_FOUND for an unknown name. */
+CM_API cm_status cm_manager_template_versions(cm_manager* manager, const char* name, cm_template_list** out);
+/* One version (a list of one): `ref` is "name" (the latest) or "name:version". */
+CM_API cm_status cm_manager_template(cm_manager* manager, const char* ref, cm_template_list** out);
+CM_API size_t cm_template_list_size(const cm_template_list* list);
+CM_API const cm_template* cm_template_list_at(const cm_template_list* list, size_t index);
+CM_API void cm_template_list_free(cm_template_list* list);
+
+/* Adds template `name` (or its next version) from a qcow2 or raw image file, which is copied
+ * into the store. `spec_json`: the definition as JSON (docs/templates.md; memory_bytes is
+ * required, the rest defaults to 1 vCPU, no data disk, no NIC); `format`: "qcow2", "raw" or
+ * NULL (from the file's header). A bad field is CM_INVALID_ARGUMENT naming it. Returns the new
+ * version (a list of one). */
+CM_API cm_status cm_manager_import_template(cm_manager* manager, const char* name, const char* image_path,
+                                            const char* spec_json, const char* format, cm_template_list** out);
+/* Re-reads the base image and checks its SHA-256: CM_DATA_LOSS when it does not match. */
+CM_API cm_status cm_manager_verify_template(cm_manager* manager, const char* ref);
+/* Removes a version ("name:version") or every version ("name"). CM_FAILED_PRECONDITION, naming
+ * them, while VMs on online hosts are clones of it, unless `force` is not 0. */
+CM_API cm_status cm_manager_delete_template(cm_manager* manager, const char* ref, int force);
+/* Makes the next version of template `name` from a shut-off VM (its first disk, flattened, and
+ * its definition). CM_NOT_FOUND, CM_FAILED_PRECONDITION for a VM that is not shut off or has
+ * no disk, CM_UNIMPLEMENTED where the host's driver cannot capture. Returns the new version (a list of one). */
+CM_API cm_status cm_manager_capture_template(cm_manager* manager, const char* host_id, const char* vm, const char* name,
+                                             uint32_t timeout_ms, cm_template_list** out);
+
+/* ---- provisioning ------------------------------------------------------------------------- */
+
+/* Called with one line per step of cm_manager_create_vms (placement, transfers, provisioning),
+ * on the calling thread or a library thread; `step` is valid only during the call. */
+typedef void (*cm_progress_callback)(const char* step, void* user_data);
+
+typedef struct cm_create_result cm_create_result;
+
+typedef struct cm_create_info {
+  const cm_template* template_info; /* the version the VMs were made from */
+  const cm_vm_list* vms;            /* the VMs made, in name order (read with cm_vm_list_*; do not free) */
+  size_t image_sent_count;          /* hosts the base image was sent to (they lacked it) */
+  const char* const* image_sent_to;
+  uint64_t image_bytes_sent; /* data bytes sent to each of them */
+  int64_t transfer_ns;       /* time spent sending the base image */
+  int64_t provision_ns;      /* time spent cloning, defining (and starting) the VMs */
+} cm_create_info;
+
+/* Provisions VMs from a template, placed on hosts by a policy: all of them or none (a host
+ * that fails has the VMs already made removed again). `options` are key-value pairs:
+ *   name                   required: the VM's name; with count > 1 the VMs are <name>-1 ... <name>-<count>
+ *   template               required: "name" (the latest) or "name:version"
+ *   host | group           where to place them (at most one); neither: every online host
+ *   policy                 "pack" (default: fill busy hosts first) or "spread"
+ *   count                  1-1000 (default 1)
+ *   start                  "true" / "false" (default): start them once defined
+ *   cpu_overcommit         vCPUs per logical CPU, 0.1-64 (default 4)
+ *   memory_overcommit      0.1-8 (default 1)
+ *   memory_reserved_bytes  kept for each host itself (default 0)
+ *   timeout_ms             the whole request, image transfers included (default 600000)
+ * An unknown or repeated key, or a value that does not parse, is CM_INVALID_ARGUMENT naming it.
+ * CM_RESOURCE_EXHAUSTED says why the batch does not fit; CM_NOT_FOUND for a missing template;
+ * CM_ALREADY_EXISTS for a name taken on any host. `progress` may be NULL. */
+CM_API cm_status cm_manager_create_vms(cm_manager* manager, const cm_arg* options, size_t option_count,
+                                       cm_progress_callback progress, void* user_data, cm_create_result** out);
+CM_API const cm_create_info* cm_create_result_info(const cm_create_result* result);
+CM_API void cm_create_result_free(cm_create_result* result);
+
+/* Removes a VM and the disks provisioned for it ("vm.delete"; a base image stays). `force` not
+ * 0: destroys a running VM first. A result of one host. */
+CM_API cm_status cm_manager_delete_vm(cm_manager* manager, const char* host_id, const char* vm, int force,
+                                      uint32_t timeout_ms, cm_result** out);
 
 #ifdef __cplusplus
 } /* extern "C" */

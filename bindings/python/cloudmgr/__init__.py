@@ -20,25 +20,33 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import queue
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 from . import _native as _n
+
+_T = TypeVar("_T")
 
 __all__ = [
     "ABI_VERSION",
     "AbiError",
     "AlreadyExists",
+    "AuditEntry",
     "Cancelled",
     "CloudmgrError",
     "CommandFailed",
     "CommandResult",
     "DataLoss",
     "DeadlineExceeded",
+    "Event",
+    "EventKind",
+    "EventStream",
     "FailedPrecondition",
     "Group",
     "History",
@@ -56,9 +64,11 @@ __all__ = [
     "Outcome",
     "OutOfRange",
     "PermissionDenied",
+    "Provisioned",
     "ResourceExhausted",
     "SampleStream",
     "Target",
+    "Template",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -240,6 +250,15 @@ def _ns(value: Union[None, int, datetime, timedelta], name: str) -> int:
     raise InvalidArgument(f"{name} must be an int (ns), a datetime or a timedelta, not {type(value).__name__}")
 
 
+def _make(cls: type[_T], **values: Any) -> _T:
+    """A frozen dataclass built without its generated __init__, which sets each field through
+    object.__setattr__ (about 1 us a field, most of the cost of hosts()): one dict update
+    instead. Every field must be given; no class here has a __post_init__."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(values)
+    return obj
+
+
 # ---- targets --------------------------------------------------------------------------------
 
 
@@ -345,7 +364,7 @@ class Host:
 
     @classmethod
     def _from(cls, c: _n.Host) -> "Host":
-        return cls(
+        return _make(cls,
             id=_s(c.id),
             hostname=_s(c.hostname),
             hypervisor=_s(c.hypervisor),
@@ -393,7 +412,7 @@ class Vm:
 
     @classmethod
     def _from(cls, c: _n.Vm) -> "Vm":
-        return cls(
+        return _make(cls,
             host_id=_s(c.host_id),
             uuid=_s(c.uuid),
             name=_s(c.name),
@@ -490,7 +509,7 @@ def _result(handle: int, verb: str) -> CommandResult:
     for i in range(_n.lib.cm_result_size(handle)):
         c = _n.lib.cm_result_at(handle, i).contents
         hosts.append(
-            HostResult(
+            _make(HostResult,
                 host_id=_s(c.host_id),
                 outcome=_OUTCOMES[c.outcome],
                 code=_n.lib.cm_status_name(c.code).decode(),
@@ -568,7 +587,7 @@ def _sample(p: "ctypes._Pointer[_n.HostSample]") -> HostSample:
             raise AbiError(_n.lib.cm_last_error().decode())
         v = v.contents
         vms.append(
-            VmSample(
+            _make(VmSample,
                 uuid=_s(v.uuid),
                 name=_s(v.name),
                 state=_VM_STATES[v.state] if 0 <= v.state < len(_VM_STATES) else VmState.UNKNOWN,
@@ -581,7 +600,7 @@ def _sample(p: "ctypes._Pointer[_n.HostSample]") -> HostSample:
                 **{f: getattr(v, f) for f in _RATE_FIELDS},
             )
         )
-    return HostSample(
+    return _make(HostSample,
         host_id=_s(c.host_id),
         taken=datetime.fromtimestamp(c.taken_ns / 1e9, tz=timezone.utc),
         taken_ns=c.taken_ns,
@@ -689,6 +708,246 @@ class SampleStream(Iterator[HostSample]):
 
     def __del__(self) -> None:
         self.close()
+
+
+# ---- events ---------------------------------------------------------------------------------
+
+
+class EventKind(str, Enum):
+    """What changed in the manager's view (cm_event_kind)."""
+
+    HOST_ONLINE = "host-online"  # a host entered the view, or came back
+    HOST_OFFLINE = "host-offline"  # its agent stopped answering; it stays in the view
+    HOST_LEFT = "host-left"  # it left the view: stopped cleanly or forgotten (reason says which)
+    HOST_GROUPS_CHANGED = "host-groups-changed"  # groups: the new ones
+    VM_ADDED = "vm-added"  # defined, or its host came online
+    VM_STATE_CHANGED = "vm-state-changed"  # old_state -> state
+    VM_REMOVED = "vm-removed"  # reason: "undefined", "host offline" or "host left"
+    EVENTS_LOST = "events-lost"  # the reader fell behind: `lost` events were dropped
+
+
+_EVENT_KINDS = list(EventKind)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One change of the manager's view. Host events carry the host's groups; VM events the VM's
+    uuid, name and states; `reason` is the VM's state reason or why it or its host left."""
+
+    kind: EventKind
+    time_ns: int
+    host_id: str
+    groups: tuple[str, ...] = ()
+    vm_uuid: str = ""
+    vm_name: str = ""
+    old_state: Optional[VmState] = None
+    state: Optional[VmState] = None
+    reason: str = ""
+    lost: int = 0
+
+    @property
+    def time(self) -> datetime:
+        return datetime.fromtimestamp(self.time_ns / 1e9, tz=timezone.utc)
+
+
+def _vm_state(value: int) -> VmState:
+    return _VM_STATES[value] if 0 <= value < len(_VM_STATES) else VmState.UNKNOWN
+
+
+def _event(c: _n.Event) -> Event:
+    kind = _EVENT_KINDS[c.kind] if 0 <= c.kind < len(_EVENT_KINDS) else None
+    if kind is None:
+        raise AbiError(f"event kind {c.kind} is not one this package knows (ABI {ABI_VERSION})")
+    return _make(Event,
+        kind=kind,
+        time_ns=c.time_ns,
+        host_id=_s(c.host_id),
+        groups=tuple(_s(c.groups[i]) for i in range(c.group_count)),
+        vm_uuid=_s(c.vm_uuid),
+        vm_name=_s(c.vm_name),
+        old_state=_vm_state(c.old_state) if kind in (EventKind.VM_STATE_CHANGED, EventKind.VM_REMOVED) else None,
+        state=_vm_state(c.state) if kind in (EventKind.VM_ADDED, EventKind.VM_STATE_CHANGED) else None,
+        reason=_s(c.reason),
+        lost=c.lost,
+    )
+
+
+class EventStream(Iterator[Event]):
+    """The view's changes as they happen, from Manager.watch_events(). Iterating blocks until the
+    next event (or `timeout`, then raises DeadlineExceeded); close() (or leaving a `with` block)
+    unsubscribes. The library queues events for this stream on its event thread and never
+    blocks on it: past `max_queued` it drops them and the stream yields one EVENTS_LOST event
+    saying how many (then re-read the view: hosts(), vms())."""
+
+    def __init__(self, manager: "Manager", replay: bool, max_queued: int, timeout: Optional[float]) -> None:
+        # The library bounds the queue (max_queued) and reports losses; this queue only hands the
+        # events from its thread to the reader, so it is unbounded.
+        self._queue: "queue.SimpleQueue[Event]" = queue.SimpleQueue()
+        self._timeout = timeout
+        self._callback = _n.EventCallback(self._on_event)  # kept alive with the stream
+        handle = ctypes.c_void_p()
+        flags = _n.EVENTS_REPLAY if replay else 0
+        _check(
+            _n.lib.cm_manager_subscribe_events(
+                manager._handle(), flags, max_queued, self._callback, None, ctypes.byref(handle)
+            )
+        )
+        self._sub: Optional[int] = handle.value
+
+    def _on_event(self, event, _user_data) -> None:  # the library's event thread
+        try:
+            self._queue.put(_event(event.contents))
+        except Exception:  # an exception must not cross into C
+            pass
+
+    def __next__(self) -> Event:
+        if self._sub is None and self._queue.empty():
+            raise StopIteration
+        try:
+            return self._queue.get(timeout=self._timeout)
+        except queue.Empty:
+            raise DeadlineExceeded(f"no event within {self._timeout} s") from None
+
+    def until(self, predicate: Callable[[Event], bool], timeout: float) -> Event:
+        """Reads events until one matches `predicate` and returns it; DeadlineExceeded after
+        `timeout` seconds without one (the events read on the way are consumed)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise DeadlineExceeded(f"no matching event within {timeout} s")
+            try:
+                e = self._queue.get(timeout=left)
+            except queue.Empty:
+                continue
+            if predicate(e):
+                return e
+
+    def close(self) -> None:
+        """Unsubscribes; when it returns no event arrives any more (queued ones can still be read)."""
+        if self._sub is not None:
+            _n.lib.cm_subscription_free(self._sub)
+            self._sub = None
+
+    def __enter__(self) -> "EventStream":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# ---- templates and provisioning -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template version in the manager's template store (docs/templates.md). `spec` is the
+    whole definition (disks, NICs, metadata); `details` the whole version as
+    `cloudctl template export` writes it."""
+
+    name: str
+    version: int
+    ref: str  # "name:version"
+    vcpus: int
+    memory_bytes: int
+    description: str
+    image_sha256: str
+    image_format: str  # "qcow2" or "raw"
+    image_size_bytes: int
+    image_virtual_size_bytes: int
+    created: Optional[datetime]
+    origin: str  # "import /path", "capture host/vm"
+    spec: Mapping[str, Any] = field(repr=False, compare=False)
+    details: Mapping[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def _from(cls, c: _n.Template) -> "Template":
+        return _make(cls,
+            name=_s(c.name),
+            version=c.version,
+            ref=_s(c.ref),
+            vcpus=c.vcpus,
+            memory_bytes=c.memory_bytes,
+            description=_s(c.description),
+            image_sha256=_s(c.image_sha256),
+            image_format=_s(c.image_format),
+            image_size_bytes=c.image_size_bytes,
+            image_virtual_size_bytes=c.image_virtual_size_bytes,
+            created=_ns_to_datetime(c.created_ns),
+            origin=_s(c.origin),
+            spec=json.loads(_s(c.spec_json)),
+            details=json.loads(_s(c.json)),
+        )
+
+
+def _templates(h: ctypes.c_void_p) -> list[Template]:
+    try:
+        out = []
+        for i in range(_n.lib.cm_template_list_size(h)):
+            p = _n.lib.cm_template_list_at(h, i)
+            if not p:
+                raise AbiError(_n.lib.cm_last_error().decode())
+            out.append(Template._from(p.contents))
+        return out
+    finally:
+        _n.lib.cm_template_list_free(h)
+
+
+def _one_template(h: ctypes.c_void_p) -> Template:
+    found = _templates(h)
+    if len(found) != 1:
+        raise AbiError(f"expected one template version, the library returned {len(found)}")
+    return found[0]
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """What Manager.create_vms() made: the VMs (in name order), the template version they came
+    from, and what it cost."""
+
+    template: Template
+    vms: tuple[Vm, ...]
+    image_sent_to: tuple[str, ...]  # hosts the base image was sent to (they lacked it)
+    image_bytes_sent: int  # data bytes sent to each of them
+    transfer_ns: int  # time spent sending the base image
+    provision_ns: int  # time spent cloning, defining (and starting) the VMs
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One command a host's agent received (docs/security.md). `issuer` is the identity the
+    transport authenticated; `claimed_issuer` what the command said."""
+
+    received: datetime
+    command_id: str
+    issuer: str
+    claimed_issuer: str
+    target: str
+    verb: str
+    arguments: tuple[tuple[str, str], ...]
+    completed: Optional[datetime]
+    code: str
+    message: str
+
+    @classmethod
+    def _from(cls, j: Mapping[str, Any]) -> "AuditEntry":
+        return _make(cls,
+            received=datetime.fromtimestamp(j["received_ns"] / 1e9, tz=timezone.utc),
+            command_id=j["command_id"],
+            issuer=j["issuer"],
+            claimed_issuer=j["claimed_issuer"],
+            target=j["target"],
+            verb=j["verb"],
+            arguments=tuple((a["name"], a["value"]) for a in j["arguments"]),
+            completed=_ns_to_datetime(j["completed_ns"]),
+            code=j["code"],
+            message=j["message"],
+        )
+
+
 
 
 # ---- the manager ----------------------------------------------------------------------------
@@ -904,3 +1163,196 @@ class Manager:
             return History(tuple(series), _result(_n.lib.cm_history_result(h), "monitor.history"))
         finally:
             _n.lib.cm_history_free(h)
+
+    # -- events --
+
+    def watch_events(
+        self, *, replay: bool = False, max_queued: int = 65536, timeout: Optional[float] = None
+    ) -> EventStream:
+        """The view's changes from now on, as an iterator of Event (close it, or use it in a
+        `with` block). `replay`: first the current view, each host then its VMs, as
+        HOST_ONLINE / HOST_OFFLINE and VM_ADDED events."""
+        if max_queued < 1:
+            raise InvalidArgument(f"max_queued must be at least 1 ({max_queued})")
+        return EventStream(self, replay, max_queued, timeout)
+
+    # -- templates --
+
+    def templates(self) -> list[Template]:
+        """The latest version of every template, sorted by name (FailedPrecondition without a
+        template store: the `templates` configuration key)."""
+        h = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_templates(self._handle(), ctypes.byref(h)))
+        return _templates(h)
+
+    def template_versions(self, name: str) -> list[Template]:
+        """Every version of template `name`, oldest first; NotFound for an unknown name."""
+        h = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_template_versions(self._handle(), _text(name, "name"), ctypes.byref(h)))
+        return _templates(h)
+
+    def template(self, ref: str) -> Template:
+        """One version: `ref` is "name" (the latest) or "name:version"."""
+        h = ctypes.c_void_p()
+        _check(_n.lib.cm_manager_template(self._handle(), _text(ref, "ref"), ctypes.byref(h)))
+        return _one_template(h)
+
+    def import_template(
+        self,
+        name: str,
+        image: Union[str, "os.PathLike[str]"],
+        spec: Mapping[str, Any],
+        *,
+        format: Optional[str] = None,
+    ) -> Template:
+        """Adds template `name` (or its next version) from a qcow2 or raw image file, copied into
+        the store. `spec` is the definition (docs/templates.md): memory_bytes is required, the
+        rest defaults to 1 vCPU, no data disk, no NIC. `format`: "qcow2", "raw" or None (read
+        from the file). A bad field raises InvalidArgument naming it."""
+        if not isinstance(spec, Mapping):
+            raise InvalidArgument(f"spec must be a mapping (the template's definition), not {type(spec).__name__}")
+        try:
+            spec_json = json.dumps(dict(spec))
+        except (TypeError, ValueError) as e:
+            raise InvalidArgument(f"spec cannot be written as JSON: {e}") from None
+        h = ctypes.c_void_p()
+        _check(
+            _n.lib.cm_manager_import_template(
+                self._handle(),
+                _text(name, "name"),
+                _text(os.fspath(image), "image"),
+                _text(spec_json, "spec"),
+                _text(format, "format"),
+                ctypes.byref(h),
+            )
+        )
+        return _one_template(h)
+
+    def verify_template(self, ref: str) -> None:
+        """Re-reads the base image and checks its SHA-256: DataLoss when it does not match."""
+        _check(_n.lib.cm_manager_verify_template(self._handle(), _text(ref, "ref")))
+
+    def delete_template(self, ref: str, *, force: bool = False) -> None:
+        """Removes a version ("name:version") or every version ("name"). FailedPrecondition,
+        naming them, while VMs on online hosts are clones of it, unless `force`."""
+        _check(_n.lib.cm_manager_delete_template(self._handle(), _text(ref, "ref"), 1 if force else 0))
+
+    def capture_template(
+        self, host_id: str, vm: str, name: str, *, timeout: Union[float, timedelta] = 600.0
+    ) -> Template:
+        """Makes the next version of template `name` from a shut-off VM (its first disk,
+        flattened, and its definition). FailedPrecondition for a VM that is not shut off or has
+        no disk; Unimplemented where the host's driver cannot capture."""
+        h = ctypes.c_void_p()
+        _check(
+            _n.lib.cm_manager_capture_template(
+                self._handle(), _text(host_id, "host_id"), _text(vm, "vm"), _text(name, "name"), _ms(timeout),
+                ctypes.byref(h),
+            )
+        )  # fmt: skip
+        return _one_template(h)
+
+    # -- provisioning --
+
+    def create_vms(
+        self,
+        name: str,
+        template: str,
+        *,
+        progress: Optional[Callable[[str], None]] = None,
+        **options: Any,
+    ) -> Provisioned:
+        """Provisions VMs from a template (all of them or none), placed by a policy.
+
+        Options (cm_manager_create_vms): host or group (where; neither: every online host),
+        policy ("pack" or "spread"), count (the VMs are then <name>-1 ... <name>-<count>),
+        start, cpu_overcommit, memory_overcommit, memory_reserved_bytes, timeout_ms.
+        `progress` is called with one line per step, on this thread or a library thread.
+        ResourceExhausted says why the batch does not fit; NotFound for a missing template;
+        AlreadyExists for a name taken on any host; InvalidArgument names a bad option."""
+        pairs: list[tuple[str, Any]] = [("name", name), ("template", template)]
+        pairs += [(k, v) for k, v in options.items() if v is not None]
+        c_args = (_n.Arg * len(pairs))()
+        for i, (k, v) in enumerate(pairs):
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            c_args[i].key = _text(str(k), "option name")
+            c_args[i].value = _text(v if isinstance(v, str) else str(v), f"option {k}")
+        failure: list[BaseException] = []
+
+        def step(text: Optional[bytes], _user_data: Any) -> None:
+            if progress is None or failure:
+                return
+            try:
+                progress(_s(text))
+            except BaseException as e:  # an exception must not cross into C: raised after the call
+                failure.append(e)
+
+        callback = _n.ProgressCallback(step)
+        h = ctypes.c_void_p()
+        try:
+            _check(_n.lib.cm_manager_create_vms(self._handle(), c_args, len(pairs), callback, None, ctypes.byref(h)))
+            info = _n.lib.cm_create_result_info(h)
+            if not info:
+                raise AbiError(_n.lib.cm_last_error().decode())
+            c = info.contents
+            vms = tuple(
+                Vm._from(_n.lib.cm_vm_list_at(c.vms, i).contents) for i in range(_n.lib.cm_vm_list_size(c.vms))
+            )
+            made = Provisioned(
+                template=Template._from(c.template_info.contents),
+                vms=vms,
+                image_sent_to=tuple(_s(c.image_sent_to[i]) for i in range(c.image_sent_count)),
+                image_bytes_sent=c.image_bytes_sent,
+                transfer_ns=c.transfer_ns,
+                provision_ns=c.provision_ns,
+            )
+        finally:
+            _n.lib.cm_create_result_free(h)
+        if failure:
+            raise failure[0]
+        return made
+
+    def delete_vm(
+        self, host_id: str, vm: str, *, force: bool = False, timeout: Union[float, timedelta] = 60.0
+    ) -> HostResult:
+        """Removes a VM and the disks provisioned for it (a base image stays); `force` destroys
+        a running VM first. The host's result; NotFound before sending for an unknown host."""
+        h = ctypes.c_void_p()
+        _check(
+            _n.lib.cm_manager_delete_vm(
+                self._handle(), _text(host_id, "host_id"), _text(vm, "vm"), 1 if force else 0, _ms(timeout),
+                ctypes.byref(h),
+            )
+        )  # fmt: skip
+        try:
+            return _result(h.value, "vm.delete")[0]
+        finally:
+            _n.lib.cm_result_free(h)
+
+    # -- audit --
+
+    def audit(
+        self,
+        host_id: str,
+        *,
+        since: Union[None, int, datetime, timedelta] = None,
+        max_entries: Optional[int] = None,
+        timeout: Union[float, timedelta] = 30.0,
+    ) -> list[AuditEntry]:
+        """The commands `host_id`'s agent received, oldest first, from its audit log
+        (docs/security.md). since: ns, a datetime or a timedelta meaning that long ago;
+        max_entries: at most this many (the agent's default 1000, at most 10000). The host's
+        failure raises its error."""
+        args: dict[str, Any] = {}
+        if since is not None:
+            args["since_ns"] = _ns(since, "since")
+        if max_entries is not None:
+            if isinstance(max_entries, bool) or not isinstance(max_entries, int) or not 1 <= max_entries <= 10000:
+                raise InvalidArgument(f"max_entries must be an int from 1 to 10000 ({max_entries!r})")
+            args["max_entries"] = max_entries
+        r = self.execute(host(host_id), "host.audit", args, timeout=timeout)[0]
+        err = r.error()
+        if err is not None:
+            raise err
+        return [AuditEntry._from(j) for j in r.reply.get("audit", [])]

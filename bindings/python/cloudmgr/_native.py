@@ -250,3 +250,75 @@ _fn("cm_history_size", c_size_t, H)
 _fn("cm_history_at", POINTER(HistorySeries), H, c_size_t)
 _fn("cm_history_result", c_void_p, H)
 _fn("cm_history_free", None, H)
+
+
+class Event(Structure):
+    _fields_ = [
+        ("kind", c_int),
+        ("time_ns", c_int64),
+        ("host_id", c_char_p),
+        ("group_count", c_size_t),
+        ("groups", POINTER(c_char_p)),
+        ("vm_uuid", c_char_p),
+        ("vm_name", c_char_p),
+        ("old_state", c_int),
+        ("state", c_int),
+        ("reason", c_char_p),
+        ("lost", c_uint64),
+    ]
+
+
+EVENTS_REPLAY = 1
+
+EventCallback = CFUNCTYPE(None, POINTER(Event), c_void_p)
+
+
+class Template(Structure):
+    _fields_ = [
+        ("name", c_char_p),
+        ("version", c_uint32),
+        ("ref", c_char_p),
+        ("vcpus", c_uint32),
+        ("memory_bytes", c_uint64),
+        ("description", c_char_p),
+        ("image_sha256", c_char_p),
+        ("image_format", c_char_p),
+        ("image_size_bytes", c_uint64),
+        ("image_virtual_size_bytes", c_uint64),
+        ("created_ns", c_int64),
+        ("origin", c_char_p),
+        ("spec_json", c_char_p),
+        ("json", c_char_p),
+    ]
+
+
+class CreateInfo(Structure):
+    _fields_ = [
+        ("template_info", POINTER(Template)),
+        ("vms", c_void_p),
+        ("image_sent_count", c_size_t),
+        ("image_sent_to", POINTER(c_char_p)),
+        ("image_bytes_sent", c_uint64),
+        ("transfer_ns", c_int64),
+        ("provision_ns", c_int64),
+    ]
+
+
+ProgressCallback = CFUNCTYPE(None, c_char_p, c_void_p)
+
+_fn("cm_event_kind_name", c_char_p, c_int)
+_fn("cm_manager_subscribe_events", c_int, H, c_uint32, c_size_t, EventCallback, c_void_p, OUT)
+_fn("cm_manager_templates", c_int, H, OUT)
+_fn("cm_manager_template_versions", c_int, H, c_char_p, OUT)
+_fn("cm_manager_template", c_int, H, c_char_p, OUT)
+_fn("cm_template_list_size", c_size_t, H)
+_fn("cm_template_list_at", POINTER(Template), H, c_size_t)
+_fn("cm_template_list_free", None, H)
+_fn("cm_manager_import_template", c_int, H, c_char_p, c_char_p, c_char_p, c_char_p, OUT)
+_fn("cm_manager_verify_template", c_int, H, c_char_p)
+_fn("cm_manager_delete_template", c_int, H, c_char_p, c_int)
+_fn("cm_manager_capture_template", c_int, H, c_char_p, c_char_p, c_char_p, c_uint32, OUT)
+_fn("cm_manager_create_vms", c_int, H, POINTER(Arg), c_size_t, ProgressCallback, c_void_p, OUT)
+_fn("cm_create_result_info", POINTER(CreateInfo), H)
+_fn("cm_create_result_free", None, H)
+_fn("cm_manager_delete_vm", c_int, H, c_char_p, c_char_p, c_int, c_uint32, OUT)

@@ -62,7 +62,8 @@ def agents(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Agent
 
 
 @pytest.fixture(scope="session")
-def manager(agents: dict[str, Agent]) -> Iterator[cloudmgr.Manager]:
-    with cloudmgr.Manager(domain=DOMAIN, name="pytest", lease_ms=2000) as m:
+def manager(agents: dict[str, Agent], tmp_path_factory: pytest.TempPathFactory) -> Iterator[cloudmgr.Manager]:
+    store = tmp_path_factory.mktemp("templates")
+    with cloudmgr.Manager(domain=DOMAIN, name="pytest", lease_ms=2000, templates=str(store)) as m:
         m.wait_for_hosts(2, timeout=20)
         yield m

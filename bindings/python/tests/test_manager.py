@@ -194,3 +194,22 @@ def test_closed_manager_fails_precondition(agents) -> None:
         assert isinstance(m2.groups(), dict)
     with pytest.raises(cloudmgr.FailedPrecondition):
         m2.vms()
+
+
+def test_returned_objects_are_whole_dataclasses(manager: cloudmgr.Manager) -> None:
+    """The package builds its frozen dataclasses without their __init__ (for speed): each must
+    still have exactly its fields and equal the one its __init__ makes."""
+    import dataclasses
+
+    objects = [manager.hosts()[0], manager.vms()[0], manager.execute(cloudmgr.host("node1"), "host.info")[0]]
+    deadline = time.monotonic() + 10
+    while not manager.samples() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    sample = manager.samples()[0]
+    objects += [sample, sample.vms[0]]
+    for obj in objects:
+        names = [f.name for f in dataclasses.fields(obj)]
+        assert set(vars(obj)) == set(names), type(obj).__name__
+        assert type(obj)(**{n: getattr(obj, n) for n in names}) == obj
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, names[0], None)

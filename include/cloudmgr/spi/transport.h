@@ -125,7 +125,9 @@ struct ManagerCallbacks {
   // The host left: cleanly (its agent disposed it) or not (its liveliness was lost).
   std::function<void(const std::string& host_id, bool clean)> on_host_gone;
   std::function<void(const VmView&)> on_vm;
-  std::function<void(const std::string& host_id, const std::string& uuid)> on_vm_gone;
+  // A VM left the view: `undefined` when its host said so (the VM was undefined), false when its
+  // host stopped publishing it (the agent left, or its writer was lost).
+  std::function<void(const std::string& host_id, const std::string& uuid, bool undefined)> on_vm_gone;
   std::function<void(const CommandReply&)> on_reply;
   std::function<void(const HostSample&)> on_sample;  // one monitoring tick of a host
   std::function<void(const HostImages&)> on_images;  // a host's cached base images

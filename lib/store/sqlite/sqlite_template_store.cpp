@@ -55,9 +55,9 @@
 #include <fmt/format.h>
 
 #include "cloudmgr/spi/template_store.h"
+#include "cloudmgr/templates.h"
 #include "core/errno_text.h"
 #include "core/status_macros.h"
-#include "core/template_json.h"
 #include "core/text.h"
 #include "store/sqlite/sqlite_metrics_store.h"
 

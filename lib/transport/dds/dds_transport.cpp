@@ -925,8 +925,9 @@ class DdsAgentLink final : public spi::AgentLink {
       (void)metrics_writer_->unregister_instance(&key, rtps::c_InstanceHandle_Unknown);
       metrics_published_ = false;
     }
+    // Unregistered, not disposed: the VMs still exist, their host only stops publishing them.
     for (const auto& uuid : vms_) {
-      if (Status s = drop_vm_locked(uuid); !s.ok() && first.ok()) {
+      if (Status s = drop_vm_locked(uuid, /*dispose=*/false); !s.ok() && first.ok()) {
         first = s;
       }
     }
@@ -973,11 +974,12 @@ class DdsAgentLink final : public spi::AgentLink {
     return partitions;
   }
 
-  Status drop_vm_locked(const std::string& uuid) {
+  Status drop_vm_locked(const std::string& uuid, bool dispose = true) {
     wire::VmStatus key;
     key.host_id(host_id_);
     key.uuid(uuid);
-    if (ReturnCode rc = vm_writer_->dispose(&key, rtps::c_InstanceHandle_Unknown); rc != ReturnCode::RETCODE_OK) {
+    if (ReturnCode rc = dispose ? vm_writer_->dispose(&key, rtps::c_InstanceHandle_Unknown) : ReturnCode::RETCODE_OK;
+        rc != ReturnCode::RETCODE_OK) {
       return write_error("VmStatus dispose", rc);
     }
     if (ReturnCode rc = vm_writer_->unregister_instance(&key, rtps::c_InstanceHandle_Unknown);
@@ -1428,7 +1430,7 @@ class DdsManagerLink final : public spi::ManagerLink {
     }
     if (callbacks_.on_vm_gone) {
       for (auto& k : gone) {
-        dispatcher_.post([this, k = std::move(k)] { callbacks_.on_vm_gone(k.first, k.second); });
+        dispatcher_.post([this, k = std::move(k)] { callbacks_.on_vm_gone(k.first, k.second, false); });
       }
     }
   }
@@ -1457,6 +1459,7 @@ class DdsManagerLink final : public spi::ManagerLink {
         continue;
       }
       std::pair<std::string, std::string> key;
+      const bool undefined = info.instance_state == fdds::NOT_ALIVE_DISPOSED_INSTANCE_STATE;
       {
         const std::lock_guard lock(mutex_);
         auto it = vm_instances_.find(info.instance_handle);
@@ -1468,7 +1471,8 @@ class DdsManagerLink final : public spi::ManagerLink {
         key = it->second;
       }
       if (callbacks_.on_vm_gone) {
-        dispatcher_.post([this, k = std::move(key)] { callbacks_.on_vm_gone(k.first, k.second); });
+        dispatcher_.post(
+            [this, k = std::move(key), undefined] { callbacks_.on_vm_gone(k.first, k.second, undefined); });
       }
     }
   }

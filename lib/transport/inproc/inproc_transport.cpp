@@ -225,7 +225,7 @@ class InprocAgentLink final : public spi::AgentLink {
     bus_->vms.erase({host_id_, std::string(uuid)});
     bus_->to_managers([host = host_id_, id = std::string(uuid)](const spi::ManagerCallbacks& cb) {
       if (cb.on_vm_gone) {
-        cb.on_vm_gone(host, id);
+        cb.on_vm_gone(host, id, true);
       }
     });
     return {};
@@ -312,7 +312,7 @@ class InprocAgentLink final : public spi::AgentLink {
       if (it->first.first == id) {
         bus_->to_managers([id, uuid = it->first.second](const spi::ManagerCallbacks& cb) {
           if (cb.on_vm_gone) {
-            cb.on_vm_gone(id, uuid);
+            cb.on_vm_gone(id, uuid, false);
           }
         });
         it = bus_->vms.erase(it);
