@@ -255,8 +255,16 @@ def _make(cls: type[_T], **values: Any) -> _T:
     object.__setattr__ (about 1 us a field, most of the cost of hosts()): one dict update
     instead. Every field must be given; no class here has a __post_init__."""
     obj = object.__new__(cls)
-    obj.__dict__.update(values)
+    _set(obj, "__dict__", values)
     return obj
+
+
+_set = object.__setattr__
+
+
+def _strings(array: Any, count: int) -> tuple[str, ...]:
+    """A C array of `count` strings as a tuple of str (slicing reads it in one ctypes call)."""
+    return tuple(b.decode() for b in array[:count]) if count else ()
 
 
 # ---- targets --------------------------------------------------------------------------------
@@ -383,7 +391,7 @@ class Host:
             memory_allocated_bytes=c.memory_allocated_bytes,
             vms_defined=c.vms_defined,
             vms_active=c.vms_active,
-            groups=tuple(_s(c.groups[i]) for i in range(c.group_count)),
+            groups=_strings(c.groups, c.group_count),
         )
 
 
@@ -762,7 +770,7 @@ def _event(c: _n.Event) -> Event:
         kind=kind,
         time_ns=c.time_ns,
         host_id=_s(c.host_id),
-        groups=tuple(_s(c.groups[i]) for i in range(c.group_count)),
+        groups=_strings(c.groups, c.group_count),
         vm_uuid=_s(c.vm_uuid),
         vm_name=_s(c.vm_name),
         old_state=_vm_state(c.old_state) if kind in (EventKind.VM_STATE_CHANGED, EventKind.VM_REMOVED) else None,
@@ -1302,7 +1310,7 @@ class Manager:
             made = Provisioned(
                 template=Template._from(c.template_info.contents),
                 vms=vms,
-                image_sent_to=tuple(_s(c.image_sent_to[i]) for i in range(c.image_sent_count)),
+                image_sent_to=_strings(c.image_sent_to, c.image_sent_count),
                 image_bytes_sent=c.image_bytes_sent,
                 transfer_ns=c.transfer_ns,
                 provision_ns=c.provision_ns,
