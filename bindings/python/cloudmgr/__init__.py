@@ -10,6 +10,13 @@
         for r in result:
             print(r.host_id, r.outcome, r.message)
         result.raise_for_errors()          # CommandFailed if any host failed
+        with m.watch_events(replay=True, timeout=60) as events:
+            for e in events:               # the view, then each change of it
+                print(e.kind.value, e.host_id, e.vm_name)
+
+Templates and provisioning (a Manager opened with templates="/path/to/store"):
+import_template(), templates(), create_vms() (placement by policy), delete_vm(); a host's
+audit log: audit().
 
 Every failure of the library raises a subclass of :class:`CloudmgrError` named after its status
 code (:class:`NotFound`, :class:`InvalidArgument`, ...) carrying the library's message. A
@@ -48,7 +55,6 @@ __all__ = [
     "EventKind",
     "EventStream",
     "FailedPrecondition",
-    "Group",
     "History",
     "HistoryPoint",
     "HistorySeries",

@@ -14,7 +14,8 @@ from cloudmgr import Outcome
 
 def test_versions() -> None:
     assert cloudmgr.version().startswith("0.")
-    assert cloudmgr.ABI_VERSION >= 1
+    assert cloudmgr.ABI_VERSION >= 2
+    assert [n for n in cloudmgr.__all__ if not hasattr(cloudmgr, n)] == []
 
 
 def test_hosts_are_dataclasses_sorted_by_id(manager: cloudmgr.Manager) -> None:
