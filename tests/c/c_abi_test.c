@@ -112,6 +112,22 @@ static pid_t start_agent(const char* bin, const char* xml, const char* work, con
   return pid;
 }
 
+/* Whether process `pid` is stopped: kill(SIGSTOP) returns before the stop takes effect. */
+static int is_stopped(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE* f = fopen(path, "r");
+  if (f == NULL) {
+    return 0;
+  }
+  char buf[512];
+  const size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char* paren = strrchr(buf, ')'); /* "pid (comm) S ..." */
+  return paren != NULL && paren[1] == ' ' && (paren[2] == 'T' || paren[2] == 't');
+}
+
 static void stop_agent(pid_t pid) {
   if (pid <= 0) {
     return;
@@ -371,6 +387,10 @@ static void commands(cm_manager* m, pid_t node2) {
   /* No reply: node2's agent is stopped (SIGSTOP) for a command with a 1 s deadline, shorter than
    * its 2 s lease, so it is still online and expected. */
   kill(node2, SIGSTOP);
+  for (int i = 0; i < 200 && !is_stopped(node2); ++i) {
+    sleep_ms(5);
+  }
+  CHECK(is_stopped(node2));
   CHECK(cm_manager_execute(m, CM_TARGET_GROUP, "web", "host.info", NULL, 0, 1000, &r) == CM_OK);
   kill(node2, SIGCONT);
   CHECK(cm_result_size(r) == 2 && cm_result_count(r, CM_OUTCOME_OK) == 1 &&
