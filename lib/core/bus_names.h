@@ -23,4 +23,9 @@ inline constexpr char kHostPartitionPrefix[] = "host.";
 inline constexpr char kAnyHostPartition[] = "host.*";
 inline constexpr char kAnyGroupPartition[] = "group.*";
 
+// The verbs whose answer rides its own reply topic (HistoryReply, AuditReply) rather than
+// CommandReply.
+inline constexpr char kHistoryVerb[] = "monitor.history";
+inline constexpr char kAuditVerb[] = "host.audit";
+
 }  // namespace cloudmgr::bus

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 extern char** environ;  // NOLINT(readability-redundant-declaration)
@@ -25,6 +26,25 @@ namespace cloudmgr::testing {
 
 // What an agent logs when it renews its DDS participant (AgentOptions::heal_after_ms).
 inline constexpr std::string_view kRenewalLogLine = "renewing this agent's DDS participant";
+
+// Starts `args` (posix_spawn), its stdout and stderr appended to `log`; returns its pid (-1
+// when it could not be started, with a test failure).
+inline pid_t spawn_logged(std::vector<std::string> args, const std::filesystem::path& log) {
+  std::vector<char*> argv;
+  for (auto& a : args) {
+    argv.push_back(a.data());
+  }
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  EXPECT_EQ(rc, 0) << "spawning " << args[0];
+  return rc == 0 ? pid : -1;
+}
 
 class AgentProcess {
  public:
@@ -52,19 +72,7 @@ class AgentProcess {
       args.push_back(g);
     }
     args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (auto& a : args) {
-      argv.push_back(a.data());
-    }
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    const std::string log = (state / "agent.log").string();
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    posix_spawn_file_actions_adddup2(&fa, STDOUT_FILENO, STDERR_FILENO);
-    const int rc = posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_EQ(rc, 0) << "spawning " << args[0];
+    pid_ = spawn_logged(std::move(args), state / "agent.log");
   }
   ~AgentProcess() { stop(SIGTERM); }
   pid_t pid() const { return pid_; }

@@ -18,6 +18,7 @@
 
 #include <fmt/format.h>
 
+#include "cloudctl/daemon.h"
 #include "cloudctl/monitor.h"
 #include "cloudctl/pki.h"
 #include "cloudctl/session.h"
@@ -264,7 +265,7 @@ constexpr const char kBashCompletion[] = R"BASH(# bash completion for cloudctl: 
 _cloudctl() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[1]}
   case $COMP_CWORD in
-    1) COMPREPLY=($(compgen -W "hosts host vm group snapshot top monitor template images completion --json --domain --timeout --store --help" -- "$cur")) ;;
+    1) COMPREPLY=($(compgen -W "hosts host vm group snapshot top monitor template images pki audit daemon completion --json --domain --timeout --store --pki --star --daemon --no-daemon --help" -- "$cur")) ;;
     2) case $prev in
          host) COMPREPLY=($(compgen -W "show ps reboot" -- "$cur")) ;;
          vm) COMPREPLY=($(compgen -W "list show define create delete start shutdown destroy reboot reset suspend resume undefine autostart" -- "$cur")) ;;
@@ -279,33 +280,44 @@ _cloudctl() {
 complete -F _cloudctl cloudctl
 )BASH";
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// One command line, parsed and run; main runs it, and so does a daemon for each call it serves.
+int cli_main(int argc, char** argv) {
+  call_storage().clear();  // the previous command line's options (its parser is gone)
   CLI::App app{"cloudctl: see and drive a libcloudmgr cloud"};
   app.require_subcommand(1);
   app.fallthrough();  // global options may also follow a subcommand
   Options o;
-  // NOLINTNEXTLINE(concurrency-mt-unsafe): read before any thread starts
-  if (const char* env = std::getenv("CLOUDMGR_DOMAIN")) {
-    o.domain = static_cast<std::uint32_t>(std::strtoul(env, nullptr, 10));
+  if (const char* v = env("CLOUDMGR_DOMAIN")) {
+    o.domain = static_cast<std::uint32_t>(std::strtoul(v, nullptr, 10));
   }
   app.add_option("--domain", o.domain, "DDS domain id (or $CLOUDMGR_DOMAIN)")->check(CLI::Range(0, 232));
-  // NOLINTBEGIN(concurrency-mt-unsafe): read before any thread starts
-  if (const char* env = std::getenv("CLOUDMGR_PKI")) {
-    o.pki = env;
+  if (const char* v = env("CLOUDMGR_PKI")) {
+    o.pki = v;
   }
-  if (const char* env = std::getenv("CLOUDMGR_IDENTITY"); env != nullptr && *env != '\0') {
-    o.identity = env;
+  if (const char* v = env("CLOUDMGR_IDENTITY"); v != nullptr && *v != '\0') {
+    o.identity = v;
   }
-  // NOLINTEND(concurrency-mt-unsafe)
+  if (const char* v = env("CLOUDMGR_STAR"); v != nullptr && *v != '\0') {
+    std::string list = v;
+    for (std::size_t start = 0; start <= list.size();) {
+      const std::size_t comma = std::min(list.find(',', start), list.size());
+      if (comma > start) {
+        o.star.push_back(list.substr(start, comma - start));
+      }
+      start = comma + 1;
+    }
+  }
   app.add_option("--pki", o.pki, "the cloud's PKI directory: run secured (or $CLOUDMGR_PKI; none: unsecured)");
   app.add_option("--identity", o.identity, "the manager identity in the PKI (or $CLOUDMGR_IDENTITY; default admin)");
   app.add_option("--star", o.star,
                  "star discovery, as the agents were started with (--star): this machine's manager address "
                  "(repeatable, or $CLOUDMGR_STAR, comma-separated)")
-      ->delimiter(',')
-      ->envname("CLOUDMGR_STAR");
+      ->delimiter(',');
+  app.add_option("--daemon", o.daemon,
+                 "the socket of the local daemon (`cloudctl daemon`) that runs calls when it serves this cloud "
+                 "(or $CLOUDMGR_DAEMON; default $XDG_RUNTIME_DIR/cloudmgr or /tmp/cloudmgr-UID, "
+                 "cloudctl-DOMAIN.sock)");
+  app.add_flag("--no-daemon", o.no_daemon, "run with a manager of this call's own even if a daemon serves the cloud");
   app.add_option("--transport", o.transport, "dds (default)")->check(CLI::IsMember({"dds", "inproc"}));
   app.add_flag("--json", o.json, "JSON instead of tables");
   app.add_option("--timeout", o.timeout_s, "seconds a command may take (default 10)")->check(CLI::Range(0.1, 86400.0));
@@ -318,7 +330,7 @@ int main(int argc, char** argv) {
       "--version",
       [] {
         std::printf("cloudctl %s\n", std::string(cloudmgr::version()).c_str());
-        std::exit(0);  // NOLINT(concurrency-mt-unsafe)
+        throw CLI::Success();
       },
       "print the version and exit");
 
@@ -371,6 +383,7 @@ int main(int argc, char** argv) {
   vm->require_subcommand(1);
   add_template_commands(app, *vm, o, rc);
   add_pki_commands(app, o, rc);
+  add_daemon_command(app, o, rc, cli_main);
   std::string name;
   Where where;
   auto* list = vm->add_subcommand("list", "VMs of the cloud, a host or a group");
@@ -579,8 +592,18 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    app.exit(e);
-    return kExitUsage;
+    return app.exit(e) == 0 ? kExitOk : kExitUsage;
   }
   return rc;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  set_command_line(argc, argv);
+  try {
+    return cli_main(argc, argv);
+  } catch (const Forwarded& f) {  // a daemon ran the call
+    return f.exit_code;
+  }
 }

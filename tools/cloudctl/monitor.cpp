@@ -337,7 +337,7 @@ void print_top(Manager& m, const TopOptions& t, bool tty, bool json) {
 }
 
 int cmd_top(const Options& o, const TopOptions& t) {
-  Session s(o, /*samples=*/true);
+  Session s(o, /*samples=*/true, /*forward=*/false);  // runs until interrupted: its own manager
   if (Status st = s.open(); !st.ok()) {
     return fail(st);
   }
@@ -683,7 +683,7 @@ int cmd_chart(const Options& o, Subject subject, const Window& w, const std::str
 }  // namespace
 
 void add_monitor_commands(CLI::App& app, Options& o, int& rc) {
-  static TopOptions top_options;
+  auto& top_options = per_call<TopOptions>();
   auto* top = app.add_subcommand("top", "a live view of the whole cloud: hosts and VMs by CPU, memory, disk, network");
   top->add_option("--sort", top_options.sort, "cpu (default), mem, disk, net or name")
       ->check(CLI::IsMember({"cpu", "mem", "disk", "net", "name"}));
@@ -698,9 +698,9 @@ void add_monitor_commands(CLI::App& app, Options& o, int& rc) {
   auto* monitor = app.add_subcommand("monitor", "monitoring history: usage by host, series, charts");
   monitor->require_subcommand(1);
 
-  static Window hosts_window;
-  static std::string hosts_group;
-  static std::string hosts_sort = "cpu";
+  auto& hosts_window = per_call<Window>();
+  auto& hosts_group = per_call<std::string>();
+  auto& hosts_sort = per_call<std::string>("cpu");
   auto* mh = monitor->add_subcommand("hosts", "usage by host over a period (min / avg / max)");
   add_window(mh, hosts_window, "1h");
   mh->add_option("--group", hosts_group, "only this group's hosts");
@@ -708,9 +708,9 @@ void add_monitor_commands(CLI::App& app, Options& o, int& rc) {
       ->check(CLI::IsMember({"cpu", "mem", "disk", "net", "name"}));
   mh->callback([&] { rc = cmd_monitor_hosts(o, hosts_group, hosts_window, hosts_sort); });
 
-  static Subject history_subject;
-  static Window history_window;
-  static std::string history_metrics = "cpu,mem";
+  auto& history_subject = per_call<Subject>();
+  auto& history_window = per_call<Window>();
+  auto& history_metrics = per_call<std::string>("cpu,mem");
   auto* hist = monitor->add_subcommand("history", "a host's or a VM's history as a table");
   hist->add_option("--host", history_subject.host, "the host");
   hist->add_option("--vm", history_subject.vm, "a VM (name or uuid); its host is found when --host is not given");
@@ -720,13 +720,13 @@ void add_monitor_commands(CLI::App& app, Options& o, int& rc) {
                    "or all (default cpu,mem)");
   hist->callback([&] { rc = cmd_history(o, history_subject, history_window, history_metrics); });
 
-  static Subject chart_subject;
-  static Window chart_window;
-  static std::string chart_metrics = "cpu,mem";
-  static std::string png;
-  static std::string svg;
-  static int width = 0;
-  static int height = 0;
+  auto& chart_subject = per_call<Subject>();
+  auto& chart_window = per_call<Window>();
+  auto& chart_metrics = per_call<std::string>("cpu,mem");
+  auto& png = per_call<std::string>();
+  auto& svg = per_call<std::string>();
+  auto& width = per_call<int>(0);
+  auto& height = per_call<int>(0);
   auto* chart = monitor->add_subcommand("chart", "CPU and memory by time for a host, a VM or a group, as a chart");
   chart->add_option("--host", chart_subject.host, "the host");
   chart->add_option("--vm", chart_subject.vm, "a VM (name or uuid)");

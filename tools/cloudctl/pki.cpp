@@ -239,7 +239,7 @@ int cmd_audit(const Options& o, const AuditArgs& a) {
 }  // namespace
 
 void add_pki_commands(CLI::App& app, Options& o, int& rc) {
-  static AuditArgs audit;
+  auto& audit = per_call<AuditArgs>();
   auto* audit_cmd = app.add_subcommand(
       "audit", "a host's audit log: every command it received, who sent it (as DDS-Security authenticated), outcome");
   audit_cmd->add_option("host", audit.host, "host id");
@@ -252,7 +252,7 @@ void add_pki_commands(CLI::App& app, Options& o, int& rc) {
   auto* pki_cmd = app.add_subcommand("pki", "the cloud's PKI for DDS-Security: CAs, identities, permissions");
   pki_cmd->require_subcommand(1);
 
-  static InitArgs init;
+  auto& init = per_call<InitArgs>();
   auto* init_cmd = pki_cmd->add_subcommand(
       "init", "create the identity CA, the permissions CA and the signed governance in DIR (idempotent)");
   init_cmd->add_option("dir", init.dir, "the PKI directory")->required();
@@ -260,7 +260,7 @@ void add_pki_commands(CLI::App& app, Options& o, int& rc) {
   init_cmd->add_option("--days", init.days, "CA validity in days (default 3650)")->check(CLI::Range(1, 36500));
   init_cmd->callback([&] { rc = cmd_init(o, init); });
 
-  static IssueArgs issue;
+  auto& issue = per_call<IssueArgs>();
   auto* issue_cmd = pki_cmd->add_subcommand(
       "issue", "create an identity (key, certificate, signed permissions) for a manager or an agent's host");
   issue_cmd->add_option("role", issue.role, "manager or agent")->required()->check(CLI::IsMember({"manager", "agent"}));

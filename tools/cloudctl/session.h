@@ -49,6 +49,37 @@ struct Options {
   std::string identity = "admin";
   // Star discovery (--star, $CLOUDMGR_STAR): the managers' addresses; empty = multicast.
   std::vector<std::string> star;
+  // The local daemon (daemon.h): its socket (--daemon, $CLOUDMGR_DAEMON; empty = the default
+  // path), or none with --no-daemon ($CLOUDMGR_DAEMON=off).
+  std::string daemon;
+  bool no_daemon = false;
+};
+
+// The environment cloudctl reads: this process's own, or, while a daemon serves a call, the
+// caller's (the variables it forwarded; daemon.cpp).
+const char* env(const char* name);
+
+// While a daemon serves a call, the Manager every Session of the call uses; null otherwise.
+Manager* served_manager();
+
+// Hands this call to a daemon serving the cloud `o` names: the exit code of the command it ran,
+// or nullopt when no daemon serves it (none listening, another cloud, --no-daemon).
+std::optional<int> forward_to_daemon(const Options& o);
+
+// Where subcommands keep the options of one command line: a daemon parses many in one process,
+// so they cannot be function statics. Emptied at the start of each command line (daemon.cpp).
+std::vector<std::shared_ptr<void>>& call_storage();
+template <typename T>
+T& per_call(T init = T{}) {
+  auto p = std::make_shared<T>(std::move(init));
+  T& ref = *p;
+  call_storage().push_back(std::move(p));
+  return ref;
+}
+
+// Thrown by Session::open once a daemon has run the call; main returns its exit code.
+struct Forwarded {
+  int exit_code;
 };
 
 // --store, else $CLOUDMGR_TEMPLATES, else $XDG_DATA_HOME (or ~/.local/share)/cloudmgr/templates.
@@ -56,17 +87,15 @@ inline std::string template_store_dir(const Options& o) {
   if (!o.store.empty()) {
     return o.store;
   }
-  // NOLINTBEGIN(concurrency-mt-unsafe): read before the manager's threads start
-  if (const char* env = std::getenv("CLOUDMGR_TEMPLATES"); env != nullptr && *env != '\0') {
-    return env;
+  if (const char* v = env("CLOUDMGR_TEMPLATES"); v != nullptr && *v != '\0') {
+    return v;
   }
-  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
+  if (const char* xdg = env("XDG_DATA_HOME"); xdg != nullptr && *xdg != '\0') {
     return std::string(xdg) + "/cloudmgr/templates";
   }
-  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+  if (const char* home = env("HOME"); home != nullptr && *home != '\0') {
     return std::string(home) + "/.local/share/cloudmgr/templates";
   }
-  // NOLINTEND(concurrency-mt-unsafe)
   return "cloudmgr-templates";
 }
 
@@ -79,19 +108,17 @@ inline std::string inventory_path(const Options& o) {
   if (!o.inventory.empty()) {
     return o.inventory;
   }
-  // NOLINTBEGIN(concurrency-mt-unsafe): read before the manager's threads start
   std::string dir;
-  if (const char* env = std::getenv("CLOUDMGR_INVENTORY")) {
-    return env;
+  if (const char* v = env("CLOUDMGR_INVENTORY")) {
+    return v;
   }
-  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0') {
+  if (const char* xdg = env("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0') {
     dir = std::string(xdg) + "/cloudmgr";
-  } else if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0') {
+  } else if (const char* home = env("HOME"); home != nullptr && *home != '\0') {
     dir = std::string(home) + "/.local/state/cloudmgr";
   } else {
     return {};
   }
-  // NOLINTEND(concurrency-mt-unsafe)
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   return ec ? std::string() : fmt::format("{}/inventory-{}.json", dir, o.domain);
@@ -116,14 +143,27 @@ inline std::string join(const std::vector<std::string>& v, const char* sep = ","
 // set of hosts to stop growing, bounded by the discovery time.
 class Session {
  public:
-  // `samples`: also receive the hosts' monitoring ticks (views that show usage).
-  explicit Session(const Options& o, bool samples = false) : o_(o), samples_(samples) {}
+  // `samples`: also receive the hosts' monitoring ticks (views that show usage). `forward`:
+  // a daemon serving the cloud may run the call (false for views that run until interrupted).
+  explicit Session(const Options& o, bool samples = false, bool forward = true)
+      : o_(o), samples_(samples), forward_(forward) {}
 
+  // Uses the daemon's Manager while it serves a call, else hands the whole call to a daemon
+  // serving this cloud (throws Forwarded with its exit code), else opens a Manager of its own.
   // Secured, a handshake Fast DDS 2.9.1 lost for good leaves an agent unseen: once the cloud
   // has settled, an agent discovered whose host record has not arrived is healed with a new
   // participant (twice at most).
   Status open(const std::optional<std::string>& host = std::nullopt,
               const std::optional<std::string>& group = std::nullopt) {
+    if (Manager* served = served_manager()) {
+      served_ = served;
+      return wait_for(host, group);
+    }
+    if (forward_) {
+      if (std::optional<int> rc = forward_to_daemon(o_)) {
+        throw Forwarded{*rc};
+      }
+    }
     constexpr int kAttempts = 3;
     for (int attempt = 1;; ++attempt) {
       if (Status s = open_once(host, group); !s.ok()) {
@@ -163,14 +203,8 @@ class Session {
     }
     m_ = std::move(*opened);
     const auto budget = milliseconds(static_cast<std::int64_t>(o_.discovery_s * 1000));
-    if (host) {
-      if (!m_->wait_until([&](const Manager& m) { return m.host(*host) && m.host(*host)->online(); }, budget).ok()) {
-        return cloudmgr::not_found_error(
-            fmt::format("host '{}' is not online (waited {:.1f} s for it)", *host, o_.discovery_s));
-      }
-    }
-    if (group) {
-      (void)m_->wait_until([&](const Manager& m) { return m.groups().contains(*group); }, budget);
+    if (Status s = wait_for(host, group); !s.ok()) {
+      return s;
     }
     // Let the rest of the cloud arrive: stop once no new host appeared for a while.
     const auto end = std::chrono::steady_clock::now() + budget;
@@ -223,12 +257,29 @@ class Session {
     return {};
   }
 
+  // Until `host` is online and `group` known, bounded by the discovery time each.
+  Status wait_for(const std::optional<std::string>& host, const std::optional<std::string>& group) {
+    const auto budget = milliseconds(static_cast<std::int64_t>(o_.discovery_s * 1000));
+    if (host) {
+      if (!m().wait_until([&](const Manager& m) { return m.host(*host) && m.host(*host)->online(); }, budget).ok()) {
+        return cloudmgr::not_found_error(
+            fmt::format("host '{}' is not online (waited {:.1f} s for it)", *host, o_.discovery_s));
+      }
+    }
+    if (group) {
+      (void)m().wait_until([&](const Manager& m) { return m.groups().contains(*group); }, budget);
+    }
+    return {};
+  }
+
  public:
-  Manager& m() { return *m_; }
+  Manager& m() { return served_ != nullptr ? *served_ : *m_; }
 
  private:
   const Options& o_;
   bool samples_ = false;
+  bool forward_ = true;
+  Manager* served_ = nullptr;  // the daemon's, while it serves a call
   std::unique_ptr<Manager> m_;
 };
 

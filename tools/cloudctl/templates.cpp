@@ -412,7 +412,7 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
   auto* tpl = app.add_subcommand("template", "VM templates: a VM definition plus a base image (by SHA-256)");
   tpl->require_subcommand(1);
 
-  static ImportArgs ia;
+  auto& ia = per_call<ImportArgs>();
   auto* imp = tpl->add_subcommand("import", "add a template (or its next version) from a qcow2 or raw image");
   imp->add_option("name", ia.name, "template name")->required();
   imp->add_option("image", ia.image, "image file (qcow2 or raw)")->required();
@@ -429,8 +429,8 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
   imp->add_option("--meta", ia.meta, "KEY=VALUE kept with the template (repeatable)");
   imp->callback([&] { rc = cmd_import(o, ia); });
 
-  static std::string json_path;
-  static std::string new_name;
+  auto& json_path = per_call<std::string>();
+  auto& new_name = per_call<std::string>();
   auto* impx = tpl->add_subcommand("import-export", "add a template that 'template export' wrote");
   impx->add_option("json", json_path, "the exported NAME-VERSION.json (its image beside it)")->required();
   impx->add_option("--name", new_name, "store it under this name (default: the exported one)");
@@ -456,7 +456,7 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
     rc = kExitOk;
   });
 
-  static std::string ref_text;
+  auto& ref_text = per_call<std::string>();
   auto* show = tpl->add_subcommand("show", "one template version");
   show->add_option("template", ref_text, "NAME or NAME:VERSION")->required();
   show->callback([&] { rc = cmd_show(o, ref_text); });
@@ -474,7 +474,7 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
     rc = kExitOk;
   });
 
-  static bool force = false;
+  auto& force = per_call<bool>(false);
   auto* del = tpl->add_subcommand("delete", "remove a template version (NAME: every version)");
   del->add_option("template", ref_text, "NAME or NAME:VERSION")->required();
   del->add_flag("--force", force, "even while VMs are clones of it (they keep running)");
@@ -495,7 +495,7 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
     rc = st.ok() ? kExitOk : fail(st);
   });
 
-  static std::string dir;
+  auto& dir = per_call<std::string>();
   auto* exp = tpl->add_subcommand("export", "write a template (JSON + image) to a directory");
   exp->add_option("template", ref_text, "NAME or NAME:VERSION")->required();
   exp->add_option("dir", dir, "an existing directory")->required();
@@ -535,9 +535,9 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
     rc = kExitOk;
   });
 
-  static std::string cap_name;
-  static std::string cap_host;
-  static std::string cap_vm;
+  auto& cap_name = per_call<std::string>();
+  auto& cap_host = per_call<std::string>();
+  auto& cap_vm = per_call<std::string>();
   auto* cap = tpl->add_subcommand("capture", "make a template (or its next version) from a shut-off VM's disk");
   cap->add_option("name", cap_name, "template name")->required();
   cap->add_option("--vm", cap_vm, "the VM (name or uuid)")->required();
@@ -578,7 +578,7 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
     rc = cmd_images(o);
   });
 
-  static CreateArgs ca;
+  auto& ca = per_call<CreateArgs>();
   auto* create = vm.add_subcommand("create", "provision VMs from a template (copy-on-write clones), placed by policy");
   create->add_option("name", ca.name, "VM name (with --count N: NAME-1 ... NAME-N)")->required();
   create->add_option("--template", ca.template_ref, "NAME or NAME:VERSION")->required();
@@ -593,9 +593,9 @@ void add_template_commands(CLI::App& app, CLI::App& vm, Options& o, int& rc) {
   create->add_option("--memory-reserved", ca.memory_reserved, "memory kept for each host itself, e.g. 1G");
   create->callback([&] { rc = cmd_create(o, ca); });
 
-  static std::string vm_name;
-  static std::string vm_host;
-  static bool vm_force = false;
+  auto& vm_name = per_call<std::string>();
+  auto& vm_host = per_call<std::string>();
+  auto& vm_force = per_call<bool>(false);
   auto* remove = vm.add_subcommand("delete", "remove a VM and the disks provisioned for it");
   remove->add_option("name", vm_name, "VM name or uuid")->required();
   remove->add_option("--host", vm_host, "the VM's host (default: the one that has it)");

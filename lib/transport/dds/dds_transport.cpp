@@ -388,26 +388,55 @@ class Dispatcher {
 };
 
 // A listener that forwards data-available (and, when asked, a matched writer that went away) to
-// its link.
+// its link. With `track_matches`, it also keeps the writers its reader is matched with, so that a
+// manager can tell whether a host's replies can reach it yet (`on_match` wakes those who wait).
 class DataListener final : public fdds::DataReaderListener {
  public:
   explicit DataListener(std::function<void(fdds::DataReader*)> on_data,
-                        std::function<void(const rtps::GUID_t&)> on_writer_gone = {})
-      : on_data_(std::move(on_data)), on_writer_gone_(std::move(on_writer_gone)) {}
+                        std::function<void(const rtps::GUID_t&)> on_writer_gone = {}, bool track_matches = false,
+                        std::function<void()> on_match = {})
+      : on_data_(std::move(on_data)),
+        on_writer_gone_(std::move(on_writer_gone)),
+        on_match_(std::move(on_match)),
+        track_(track_matches) {}
   void on_data_available(fdds::DataReader* reader) override { on_data_(reader); }
   void on_subscription_matched(fdds::DataReader* /*reader*/, const fdds::SubscriptionMatchedStatus& status) override {
+    const rtps::GUID_t writer = rtps::iHandle2GUID(status.last_publication_handle);
+    if (track_) {
+      {
+        const std::lock_guard lock(mutex_);
+        if (status.current_count_change > 0) {
+          matched_.insert(writer);
+        } else if (status.current_count_change < 0) {
+          matched_.erase(writer);
+        }
+      }
+      if (on_match_) {
+        on_match_();
+      }
+    }
     if (status.current_count_change < 0 && on_writer_gone_) {
-      on_writer_gone_(rtps::iHandle2GUID(status.last_publication_handle));
+      on_writer_gone_(writer);
     }
   }
   fdds::StatusMask mask() const {
-    return on_writer_gone_ ? fdds::StatusMask::data_available() << fdds::StatusMask::subscription_matched()
-                           : fdds::StatusMask::data_available();
+    return on_writer_gone_ || track_ ? fdds::StatusMask::data_available() << fdds::StatusMask::subscription_matched()
+                                     : fdds::StatusMask::data_available();
+  }
+  // Whether the reader is matched with a writer of `participant` (only with track_matches).
+  bool matches(const rtps::GuidPrefix_t& participant) const {
+    const std::lock_guard lock(mutex_);
+    return std::any_of(matched_.begin(), matched_.end(),
+                       [&](const rtps::GUID_t& g) { return g.guidPrefix == participant; });
   }
 
  private:
   std::function<void(fdds::DataReader*)> on_data_;
   std::function<void(const rtps::GUID_t&)> on_writer_gone_;
+  std::function<void()> on_match_;
+  bool track_;
+  mutable std::mutex mutex_;
+  std::set<rtps::GUID_t> matched_;  // GUARDED_BY(mutex_)
 };
 
 // A generated type whose preallocation size is a typical sample's rather than fastddsgen's
@@ -1124,10 +1153,13 @@ class DdsManagerLink final : public spi::ManagerLink {
                        [this](const rtps::GUID_t& w) { on_host_writer_gone(w); }),
         vm_listener_([this](fdds::DataReader* r) { on_vms(r); },
                      [this](const rtps::GUID_t& w) { on_vm_writer_gone(w); }),
-        reply_listener_([this](fdds::DataReader* r) { on_replies<wire::CommandReply>(r); }),
+        reply_listener_([this](fdds::DataReader* r) { on_replies<wire::CommandReply>(r); }, {}, true,
+                        [this] { cv_.notify_all(); }),
         metrics_listener_([this](fdds::DataReader* r) { on_metrics(r); }),
-        history_listener_([this](fdds::DataReader* r) { on_replies<wire::HistoryReply>(r); }),
-        audit_listener_([this](fdds::DataReader* r) { on_replies<wire::AuditReply>(r); }),
+        history_listener_([this](fdds::DataReader* r) { on_replies<wire::HistoryReply>(r); }, {}, true,
+                          [this] { cv_.notify_all(); }),
+        audit_listener_([this](fdds::DataReader* r) { on_replies<wire::AuditReply>(r); }, {}, true,
+                        [this] { cv_.notify_all(); }),
         images_listener_([this](fdds::DataReader* r) { on_images(r); }),
         chunk_listener_([this](fdds::DataReader* r) { on_chunks(r); }) {}
 
@@ -1240,7 +1272,7 @@ class DdsManagerLink final : public spi::ManagerLink {
       return w.status();
     }
     CommandWriter& cw = **w;
-    wait_reachable(cw, expected_hosts, send_deadline(command));
+    wait_reachable(cw, expected_hosts, reply_paths(command.verb), send_deadline(command));
 
     wire::Command wc = to_wire(command);
     if (wc.issuer().empty()) {
@@ -1321,24 +1353,51 @@ class DdsManagerLink final : public spi::ManagerLink {
     return out;
   }
 
-  bool reachable(CommandWriter& w, const std::vector<std::string>& hosts) {
+  // The reply readers a command's answer needs: every verb may answer on CommandReply (errors
+  // do), and two answer on their own topic.
+  std::vector<const DataListener*> reply_paths(const std::string& verb) const {
+    std::vector<const DataListener*> out{&reply_listener_};
+    if (verb == bus::kHistoryVerb) {
+      out.push_back(&history_listener_);
+    } else if (verb == bus::kAuditVerb) {
+      out.push_back(&audit_listener_);
+    }
+    return out;
+  }
+
+  // Both legs of a command to each host are matched: our Command writer with the host's command
+  // reader, and our reply readers with the host's reply writers. Secured, each leg is matched
+  // only once its endpoints' crypto tokens were exchanged, and either can lag the host's state
+  // (a fresh secured manager meeting 32 agents had the host records and not yet every reply
+  // path); a reply written before its leg matched is lost (replies are volatile).
+  bool reachable(CommandWriter& w, const std::vector<std::string>& hosts,
+                 const std::vector<const DataListener*>& replies) {
     if (hosts.empty()) {
       return true;
     }
     const std::set<rtps::GuidPrefix_t> matched = matched_participants(w);
-    const std::lock_guard lock(mutex_);
-    return std::all_of(hosts.begin(), hosts.end(), [&](const std::string& h) {
-      auto it = host_writer_.find(h);
-      return it != host_writer_.end() && matched.count(it->second.guidPrefix) > 0;
+    std::vector<rtps::GuidPrefix_t> participants;
+    {
+      const std::lock_guard lock(mutex_);
+      for (const std::string& h : hosts) {
+        auto it = host_writer_.find(h);
+        if (it == host_writer_.end() || matched.count(it->second.guidPrefix) == 0) {
+          return false;
+        }
+        participants.push_back(it->second.guidPrefix);
+      }
+    }
+    return std::all_of(participants.begin(), participants.end(), [&](const rtps::GuidPrefix_t& p) {
+      return std::all_of(replies.begin(), replies.end(), [&](const DataListener* r) { return r->matches(p); });
     });
   }
 
-  // Until a reader of each host is matched in the writer's partition, or the deadline. Hosts are
-  // told apart by participant: the GuidPrefix of their HostStatus writer (from each sample's
-  // publication handle) is the prefix of their command reader's GUID.
+  // Until both legs to each host are matched, or the deadline. Hosts are told apart by
+  // participant: the GuidPrefix of their HostStatus writer (from each sample's publication
+  // handle) is the prefix of their command reader's and reply writers' GUIDs.
   void wait_reachable(CommandWriter& w, const std::vector<std::string>& hosts,
-                      std::chrono::steady_clock::time_point deadline) {
-    while (!reachable(w, hosts)) {
+                      const std::vector<const DataListener*>& replies, std::chrono::steady_clock::time_point deadline) {
+    while (!reachable(w, hosts, replies)) {
       std::unique_lock lock(mutex_);
       if (cv_.wait_until(lock, std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(20))) ==
               std::cv_status::timeout &&
