@@ -12,20 +12,26 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Optional
 
 import cloudmgr
 from cloudmgr import _native as n
 
 DOMAIN = 221
 AGENTS = 4
+
+
+def to_dt(ns: int) -> Optional[datetime]:
+    """What a hand-written client does with a time stamp (as the package does)."""
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc) if ns > 0 else None
 
 
 def timed(fn, count: int) -> tuple[float, float]:
@@ -71,6 +77,39 @@ def main() -> int:
                 if len(m.hosts()) != AGENTS:
                     raise RuntimeError("wrong host count")
 
+            def raw_hosts_read(fields: int) -> Callable[[], None]:
+                # A hand-written ctypes client: the list, then `fields` of each host decoded.
+                def run() -> None:
+                    out = ctypes.c_void_p()
+                    if n.lib.cm_manager_hosts(h, ctypes.byref(out)) != 0:
+                        raise RuntimeError(n.lib.cm_last_error().decode())
+                    for i in range(n.lib.cm_host_list_size(out)):
+                        c = n.lib.cm_host_list_at(out, i).contents
+                        if fields == 3:
+                            (c.id.decode(), c.state == 0, c.cpus)
+                        else:
+                            (c.id.decode(), c.hostname.decode(), c.hypervisor.decode(), c.hypervisor_version.decode(),
+                             c.uri.decode(), c.agent_version.decode(), c.state == 0, to_dt(c.last_seen_ns),
+                             to_dt(c.offline_since_ns), to_dt(c.agent_started_ns), c.cpus, c.cpu_mhz, c.memory_bytes,
+                             c.free_memory_bytes, c.vcpus_allocated, c.memory_allocated_bytes, c.vms_defined,
+                             c.vms_active, tuple(g.decode() for g in c.groups[:c.group_count]))  # fmt: skip
+                    n.lib.cm_host_list_free(out)
+
+                return run
+
+            def py_hosts_read(fields: int) -> Callable[[], None]:
+                def run() -> None:
+                    for x in m.hosts():
+                        if fields == 3:
+                            (x.id, x.online, x.cpus)
+                        else:
+                            (x.id, x.hostname, x.hypervisor, x.hypervisor_version, x.uri, x.agent_version, x.online,
+                             x.last_seen, x.offline_since, x.agent_started, x.cpus, x.cpu_mhz, x.memory_bytes,
+                             x.free_memory_bytes, x.vcpus_allocated, x.memory_allocated_bytes, x.vms_defined,
+                             x.vms_active, x.groups)  # fmt: skip
+
+                return run
+
             def raw_group() -> None:
                 out = ctypes.c_void_p()
                 if n.lib.cm_manager_execute(h, 1, b"bench", b"host.info", None, 0, 30000, ctypes.byref(out)) != 0:
@@ -85,6 +124,8 @@ def main() -> int:
 
             rows = [
                 ("hosts(), 4 hosts", timed(raw_hosts, 3000), timed(py_hosts, 3000)),
+                ("hosts() + 3 fields each", timed(raw_hosts_read(3), 3000), timed(py_hosts_read(3), 3000)),
+                ("hosts() + all 19 fields each", timed(raw_hosts_read(19), 3000), timed(py_hosts_read(19), 3000)),
                 ("group command host.info to 4", timed(raw_group, 300), timed(py_group, 300)),
             ]
         print(f"{'call':32} {'ctypes C call p50/p90 us':>26} {'cloudmgr package p50/p90 us':>29} {'package extra p50 us':>21}")

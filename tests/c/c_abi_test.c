@@ -109,6 +109,15 @@ static pid_t start_agent(const char* bin, const char* xml, const char* work, con
     fprintf(stderr, "cannot start %s: %s\n", bin, strerror(rc));
     exit(2);
   }
+  /* A run that aborts (ASan's abort_on_error) cannot stop its agents: the next run's clean
+     step (tests/c/c-abi-clean) stops them by this pid. */
+  char pid_file[600];
+  snprintf(pid_file, sizeof pid_file, "%s/agent.pid", state);
+  FILE* pf = fopen(pid_file, "w");
+  if (pf != NULL) {
+    fprintf(pf, "%d\n", (int)pid);
+    fclose(pf);
+  }
   return pid;
 }
 

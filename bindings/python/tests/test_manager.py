@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import gc
+import pickle
 import signal
 import time
 from datetime import timedelta
@@ -36,6 +40,34 @@ def dataclasses_frozen_error() -> type[Exception]:
     import dataclasses
 
     return dataclasses.FrozenInstanceError
+
+
+def test_hosts_decoded_on_first_read_behave_as_plain_dataclasses(manager: cloudmgr.Manager) -> None:
+    # hosts() decodes each field when it is first read (the C list stays alive meanwhile):
+    # equal to, hashed, printed, copied and pickled like the eagerly built host(id).
+    lazy = {h.id: h for h in manager.hosts()}
+    for host_id, h in lazy.items():
+        eager = manager.host(host_id)
+        assert h == eager and hash(h) == hash(eager)
+        assert dataclasses.asdict(h) == dataclasses.asdict(eager)
+        assert repr(h) == repr(eager)
+    fresh = manager.hosts()[1]  # its list's other hosts are gone: it still reads its own fields
+    gc.collect()
+    assert (fresh.id, fresh.groups, fresh.online) == ("node2", ("web",), True)
+    copied = copy.copy(manager.hosts()[0])
+    restored = pickle.loads(pickle.dumps(manager.hosts()[0]))
+    assert copied == restored == manager.host("node1")
+    assert "_c" not in vars(restored) and "_owner" not in vars(restored)
+    every = manager.hosts()[0]
+    for f in dataclasses.fields(every):
+        getattr(every, f.name)
+    assert "_c" not in vars(every)  # every field read: the C list is released
+    with pytest.raises(AttributeError, match="no attribute 'nosuch'"):
+        getattr(every, "nosuch")
+    vms = manager.vms()  # VMs too, their details (JSON) parsed when first read
+    first = pickle.loads(pickle.dumps(vms[0]))
+    assert first == vms[0] and first.details == vms[0].details and first.details["disks"] is not None
+    assert sorted((v.host_id, v.name) for v in vms) == sorted((v.host_id, v.name) for v in manager.vms())
 
 
 def test_unknown_host_is_not_found_with_the_librarys_message(manager: cloudmgr.Manager) -> None:
@@ -210,7 +242,8 @@ def test_returned_objects_are_whole_dataclasses(manager: cloudmgr.Manager) -> No
     objects += [sample, sample.vms[0]]
     for obj in objects:
         names = [f.name for f in dataclasses.fields(obj)]
-        assert set(vars(obj)) == set(names), type(obj).__name__
         assert type(obj)(**{n: getattr(obj, n) for n in names}) == obj
+        # Once every field was read (hosts() decodes each on first read), exactly the fields.
+        assert set(vars(obj)) == set(names), type(obj).__name__
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, names[0], None)
