@@ -32,7 +32,7 @@ import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
@@ -289,31 +289,32 @@ class _CList:
 
 
 class _Lazy:
-    """A frozen dataclass whose fields are decoded from its C struct on first read, so that a
-    list call costs an object per element, not a field-by-field copy (hosts(): ~1 us a host
-    instead of ~5). `_decoders` maps each field to the function that reads it from the struct.
-    Reading, comparing, hashing, printing, copying and pickling behave as for any frozen
-    dataclass; an instance keeps its C list alive until every field has been read."""
+    """A frozen dataclass decoded from its C struct when one of its fields is first read, so
+    that a list call costs an object per element rather than a field-by-field copy (hosts():
+    ~1 us a host instead of ~4). The first read of any field decodes them all at once (~3 us a
+    host; one by one each read cost ~0.6 us). Each field is a class-level non-data descriptor
+    (`_Decoding`, installed by `_lazy_fields` after @dataclass) that runs only while the
+    instance's __dict__ lacks the field. Reading, comparing, hashing, printing, copying and
+    pickling behave as for any frozen dataclass; an instance keeps its C list alive until it
+    is decoded."""
 
-    _decoders: dict[str, Callable[[Any], Any]] = {}
+    @staticmethod
+    def _decode(c: Any) -> dict[str, Any]:
+        raise NotImplementedError
 
-    def __getattr__(self, name: str) -> Any:
+    def _decoded(self) -> dict[str, Any]:
         d = self.__dict__
-        decoder = type(self)._decoders.get(name)
+        owner = d.get("_owner")  # held: another thread may finish decoding and drop it meanwhile
         c = d.get("_c")
-        if decoder is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        if c is None:  # every field was read (by another thread, just now)
-            return d[name]
-        value = decoder(c)
-        d[name] = value
-        if len(d) == len(type(self)._decoders) + 2:
+        if c is not None:
+            d.update(type(self)._decode(c))
             d.pop("_c", None)
             d.pop("_owner", None)
-        return value
+        del owner
+        return d
 
     def __getstate__(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in type(self)._decoders}
+        return {k: v for k, v in self._decoded().items()}
 
     @classmethod
     def _lazy(cls: type[_T], c: Any, owner: _CList) -> _T:
@@ -323,10 +324,34 @@ class _Lazy:
 
     @classmethod
     def _from(cls: type[_T], c: Any) -> _T:
-        """Every field decoded now (for a single object whose C struct is freed at once)."""
+        """Decoded now (for a single object whose C struct is freed at once)."""
         obj = object.__new__(cls)
-        _set(obj, "__dict__", {name: decoder(c) for name, decoder in cls._decoders.items()})  # type: ignore[attr-defined]
+        _set(obj, "__dict__", cls._decode(c))  # type: ignore[attr-defined]
         return obj
+
+
+class _Decoding:
+    """A field of a _Lazy dataclass not decoded yet: reading it decodes the whole object."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __get__(self, obj: Optional[_Lazy], owner: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        try:
+            return obj._decoded()[self._name]
+        except KeyError:
+            raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self._name!r}") from None
+
+
+def _lazy_fields(cls: type, decode: Callable[[Any], dict[str, Any]]) -> None:
+    """Makes a _Lazy dataclass's fields decode on first read (after @dataclass has read them)."""
+    cls._decode = staticmethod(decode)  # type: ignore[attr-defined]
+    for f in fields(cls):
+        setattr(cls, f.name, _Decoding(f.name))
 
 
 def _strings(array: Any, count: int) -> tuple[str, ...]:
@@ -438,27 +463,31 @@ class Host(_Lazy):
         return self.state is HostState.ONLINE
 
 
-Host._decoders = {
-    "id": lambda c: _s(c.id),
-    "hostname": lambda c: _s(c.hostname),
-    "hypervisor": lambda c: _s(c.hypervisor),
-    "hypervisor_version": lambda c: _s(c.hypervisor_version),
-    "uri": lambda c: _s(c.uri),
-    "agent_version": lambda c: _s(c.agent_version),
-    "state": lambda c: HostState.ONLINE if c.state == 0 else HostState.OFFLINE,
-    "last_seen": lambda c: _ns_to_datetime(c.last_seen_ns),
-    "offline_since": lambda c: _ns_to_datetime(c.offline_since_ns),
-    "agent_started": lambda c: _ns_to_datetime(c.agent_started_ns),
-    "cpus": lambda c: c.cpus,
-    "cpu_mhz": lambda c: c.cpu_mhz,
-    "memory_bytes": lambda c: c.memory_bytes,
-    "free_memory_bytes": lambda c: c.free_memory_bytes,
-    "vcpus_allocated": lambda c: c.vcpus_allocated,
-    "memory_allocated_bytes": lambda c: c.memory_allocated_bytes,
-    "vms_defined": lambda c: c.vms_defined,
-    "vms_active": lambda c: c.vms_active,
-    "groups": lambda c: _strings(c.groups, c.group_count),
-}
+def _decode_host(c: Any) -> dict[str, Any]:
+    return {
+        "id": _s(c.id),
+        "hostname": _s(c.hostname),
+        "hypervisor": _s(c.hypervisor),
+        "hypervisor_version": _s(c.hypervisor_version),
+        "uri": _s(c.uri),
+        "agent_version": _s(c.agent_version),
+        "state": HostState.ONLINE if c.state == 0 else HostState.OFFLINE,
+        "last_seen": _ns_to_datetime(c.last_seen_ns),
+        "offline_since": _ns_to_datetime(c.offline_since_ns),
+        "agent_started": _ns_to_datetime(c.agent_started_ns),
+        "cpus": c.cpus,
+        "cpu_mhz": c.cpu_mhz,
+        "memory_bytes": c.memory_bytes,
+        "free_memory_bytes": c.free_memory_bytes,
+        "vcpus_allocated": c.vcpus_allocated,
+        "memory_allocated_bytes": c.memory_allocated_bytes,
+        "vms_defined": c.vms_defined,
+        "vms_active": c.vms_active,
+        "groups": _strings(c.groups, c.group_count),
+    }
+
+
+_lazy_fields(Host, _decode_host)
 
 
 @dataclass(frozen=True)
@@ -486,26 +515,30 @@ class Vm(_Lazy):
 
 
 
-Vm._decoders = {
-    "host_id": lambda c: _s(c.host_id),
-    "uuid": lambda c: _s(c.uuid),
-    "name": lambda c: _s(c.name),
-    "state": lambda c: _VM_STATES[c.state] if 0 <= c.state < len(_VM_STATES) else VmState.UNKNOWN,
-    "state_reason": lambda c: _s(c.state_reason),
-    "vcpus": lambda c: c.vcpus,
-    "max_vcpus": lambda c: c.max_vcpus,
-    "memory_bytes": lambda c: c.memory_bytes,
-    "max_memory_bytes": lambda c: c.max_memory_bytes,
-    "cpu_time_ns": lambda c: c.cpu_time_ns,
-    "persistent": lambda c: bool(c.persistent),
-    "autostart": lambda c: bool(c.autostart),
-    "description": lambda c: _s(c.description),
-    "template_name": lambda c: _s(c.template_name),
-    "template_version": lambda c: c.template_version,
-    "image_sha256": lambda c: _s(c.image_sha256),
-    "updated": lambda c: _ns_to_datetime(c.updated_ns),
-    "details": lambda c: json.loads(_s(c.json)),
-}
+def _decode_vm(c: Any) -> dict[str, Any]:
+    return {
+        "host_id": _s(c.host_id),
+        "uuid": _s(c.uuid),
+        "name": _s(c.name),
+        "state": _VM_STATES[c.state] if 0 <= c.state < len(_VM_STATES) else VmState.UNKNOWN,
+        "state_reason": _s(c.state_reason),
+        "vcpus": c.vcpus,
+        "max_vcpus": c.max_vcpus,
+        "memory_bytes": c.memory_bytes,
+        "max_memory_bytes": c.max_memory_bytes,
+        "cpu_time_ns": c.cpu_time_ns,
+        "persistent": bool(c.persistent),
+        "autostart": bool(c.autostart),
+        "description": _s(c.description),
+        "template_name": _s(c.template_name),
+        "template_version": c.template_version,
+        "image_sha256": _s(c.image_sha256),
+        "updated": _ns_to_datetime(c.updated_ns),
+        "details": json.loads(_s(c.json)),
+    }
+
+
+_lazy_fields(Vm, _decode_vm)
 
 
 @dataclass(frozen=True)
