@@ -451,13 +451,10 @@ struct Manager::Impl {
         CloudEvent e = vm_event(CloudEvent::Kind::kVmRemoved, it->second);
         e.old_state = e.state;
         e.state = VmState::kUnknown;
-        if (undefined) {
-          e.reason = "undefined";
-        } else {
-          // Its host stopped publishing it: leaving cleanly while still online, else lost.
-          auto h = hosts.find(host);
-          e.reason = h != hosts.end() && h->second.online() ? "host left" : "host offline";
-        }
+        // Not undefined: its host stopped publishing it. A host that leaves cleanly is reported
+        // gone first (its VMs leave with it, as "host left", in on_host_gone), so here the VM's
+        // writer was lost: a crash whose host-lost signal has not arrived yet, or has.
+        e.reason = undefined ? "undefined" : "host offline";
         emit(std::move(e));
         vms.erase(it);
       }

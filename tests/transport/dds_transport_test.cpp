@@ -96,7 +96,8 @@ struct ManagerLog {
   std::vector<std::pair<std::string, bool>> gone;
   std::map<std::string, VmView> vms;  // by uuid
   std::vector<std::string> vms_gone;
-  std::vector<bool> vms_undefined;  // per vms_gone entry: the host said the VM was undefined
+  std::vector<bool> vms_undefined;      // per vms_gone entry: the host said the VM was undefined
+  std::vector<std::string> gone_order;  // "host:<id>" and "vm:<uuid>", as they were reported
   std::vector<CommandReply> replies;
 
   spi::ManagerCallbacks callbacks() {
@@ -105,6 +106,7 @@ struct ManagerLog {
     cb.on_host_gone = [this](const std::string& id, bool clean) {
       w.update([&] {
         gone.emplace_back(id, clean);
+        gone_order.push_back("host:" + id);
         hosts.erase(id);
       });
     };
@@ -113,6 +115,7 @@ struct ManagerLog {
       w.update([&] {
         vms_gone.push_back(uuid);
         vms_undefined.push_back(undefined);
+        gone_order.push_back("vm:" + uuid);
         vms.erase(uuid);
       });
     };
@@ -618,8 +621,10 @@ TEST(DdsTransport, RemoveVmAndLeaveAreSeenAtOnce) {
   m.log.w.read([&] {
     EXPECT_EQ(m.log.gone, (std::vector<std::pair<std::string, bool>>{{"node-a", true}}));
     EXPECT_TRUE(m.log.vms.empty());
-    // remove_vm undefines; leave() only stops publishing.
+    // remove_vm undefines; leave() only stops publishing, after the host's clean leave (so
+    // that managers take a VM that stops while its host is in the view for one lost).
     EXPECT_EQ(m.log.vms_undefined, (std::vector<bool>{true, false}));
+    EXPECT_EQ(m.log.gone_order, (std::vector<std::string>{"vm:" + uuid_n(1), "host:node-a", "vm:" + uuid_n(2)}));
     return 0;
   });
 }

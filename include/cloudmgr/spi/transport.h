@@ -126,7 +126,9 @@ struct ManagerCallbacks {
   std::function<void(const std::string& host_id, bool clean)> on_host_gone;
   std::function<void(const VmView&)> on_vm;
   // A VM left the view: `undefined` when its host said so (the VM was undefined), false when its
-  // host stopped publishing it (the agent left, or its writer was lost).
+  // host stopped publishing it. A transport reports a clean leave of the host (on_host_gone
+  // with clean = true) before it stops publishing the host's VMs, so that a VM gone while its
+  // host is still in the view was lost with its host (its writer gone, the host not yet seen so).
   std::function<void(const std::string& host_id, const std::string& uuid, bool undefined)> on_vm_gone;
   std::function<void(const CommandReply&)> on_reply;
   std::function<void(const HostSample&)> on_sample;  // one monitoring tick of a host

@@ -954,13 +954,11 @@ class DdsAgentLink final : public spi::AgentLink {
       (void)metrics_writer_->unregister_instance(&key, rtps::c_InstanceHandle_Unknown);
       metrics_published_ = false;
     }
-    // Unregistered, not disposed: the VMs still exist, their host only stops publishing them.
-    for (const auto& uuid : vms_) {
-      if (Status s = drop_vm_locked(uuid, /*dispose=*/false); !s.ok() && first.ok()) {
-        first = s;
-      }
-    }
-    vms_.clear();
+    // The host first, acknowledged before its VMs are unregistered: managers then see a clean
+    // leave before the VMs stop (they drop them with the host, as "host left"), and take a VM
+    // whose writer stops while its host is in the view for one lost with a crashed host (SPI
+    // on_vm_gone). DDS does not order samples of different writers; the acknowledgment does.
+    // Bounded: a manager that does not answer within it may see the VMs go first.
     if (host_published_) {
       wire::HostStatus key;
       key.host_id(host_id_);
@@ -973,12 +971,20 @@ class DdsAgentLink final : public spi::AgentLink {
         first = write_error("HostStatus unregister", urc);
       }
       host_published_ = false;
+      (void)host_writer_->wait_for_acknowledgments(duration_ms(kLeaveAckWaitMs));
     }
-    // Give the disposals a moment to be acknowledged, so that destroying the link right after
-    // leave() still reads as a clean leave (a writer deleted before its readers got the disposal
-    // reads as a crash). Bounded; a manager that does not answer does not hold the agent.
+    // Unregistered, not disposed: the VMs still exist, their host only stops publishing them.
+    for (const auto& uuid : vms_) {
+      if (Status s = drop_vm_locked(uuid, /*dispose=*/false); !s.ok() && first.ok()) {
+        first = s;
+      }
+    }
+    vms_.clear();
+    // Give these a moment to be acknowledged too, so that destroying the link right after
+    // leave() still reads as a clean leave (a writer deleted before its readers got the
+    // unregistration reads as a crash). Bounded; a manager that does not answer does not hold
+    // the agent.
     (void)vm_writer_->wait_for_acknowledgments(duration_ms(kLeaveAckWaitMs));
-    (void)host_writer_->wait_for_acknowledgments(duration_ms(kLeaveAckWaitMs));
     return first;
   }
 

@@ -308,6 +308,13 @@ class InprocAgentLink final : public spi::AgentLink {
     const std::string id = host_id_;
     bus_->samples.erase(id);
     bus_->images.erase(id);
+    // The host first (its VMs leave with it, for "host left"), then its VMs (SPI on_vm_gone).
+    bus_->hosts.erase(id);
+    bus_->to_managers([id](const spi::ManagerCallbacks& cb) {
+      if (cb.on_host_gone) {
+        cb.on_host_gone(id, true);
+      }
+    });
     for (auto it = bus_->vms.begin(); it != bus_->vms.end();) {
       if (it->first.first == id) {
         bus_->to_managers([id, uuid = it->first.second](const spi::ManagerCallbacks& cb) {
@@ -320,12 +327,6 @@ class InprocAgentLink final : public spi::AgentLink {
         ++it;
       }
     }
-    bus_->hosts.erase(id);
-    bus_->to_managers([id](const spi::ManagerCallbacks& cb) {
-      if (cb.on_host_gone) {
-        cb.on_host_gone(id, true);
-      }
-    });
     return {};
   }
 
