@@ -866,6 +866,21 @@ std::vector<VmView> Manager::vms(const std::optional<std::string>& host_id,
   return out;
 }
 
+Status Manager::prepare(const Target& target) {
+  switch (target.kind) {
+    case Target::Kind::kHost:
+      CLOUDMGR_RETURN_IF_ERROR(validate_host_id(target.name));
+      break;
+    case Target::Kind::kGroup:
+      CLOUDMGR_RETURN_IF_ERROR(validate_group_name(target.name));
+      break;
+    case Target::Kind::kAll:
+      break;
+  }
+  impl_->link->prepare(target.partition());
+  return {};
+}
+
 std::vector<std::string> Manager::unreached_agents(std::chrono::milliseconds min_age) const {
   return impl_->link->unreached_agents(min_age);
 }

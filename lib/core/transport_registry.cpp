@@ -76,6 +76,7 @@ Status ManagerLink::send_chunk(const ImageChunk& /*chunk*/, const std::vector<st
 }
 std::vector<std::string> AgentLink::unreached_managers(std::chrono::milliseconds /*min_age*/) const { return {}; }
 std::vector<std::string> ManagerLink::unreached_agents(std::chrono::milliseconds /*min_age*/) const { return {}; }
+void ManagerLink::prepare(const std::string& /*partition*/) {}
 Transport::~Transport() = default;
 
 Status register_transport(std::string kind, TransportFactory factory) {

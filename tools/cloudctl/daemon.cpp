@@ -316,6 +316,21 @@ class Daemon {
       return fail(s);
     }
     cloud_ = cloud_of(o_);
+    // Commands to the whole cloud and to each group are ready before the first call needs
+    // them, and so is each group that appears later.
+    Manager& m = session.m();
+    (void)m.prepare(cloudmgr::Target::all());
+    for (const auto& [group, members] : m.groups()) {
+      (void)m.prepare(cloudmgr::Target::group(group));
+    }
+    Result<std::unique_ptr<cloudmgr::Subscription>> watch = m.subscribe_events([&m](const cloudmgr::CloudEvent& e) {
+      if (e.kind == cloudmgr::CloudEvent::Kind::kHostGroupsChanged ||
+          e.kind == cloudmgr::CloudEvent::Kind::kHostOnline) {
+        for (const auto& g : e.groups) {
+          (void)m.prepare(cloudmgr::Target::group(g));
+        }
+      }
+    });
     if (Status s = listen(); !s.ok()) {
       return fail(s);
     }
@@ -339,6 +354,9 @@ class Daemon {
       }
     }
     g_served = nullptr;
+    if (watch.ok()) {
+      watch->reset();  // before the manager's Session goes
+    }
     listen_.reset();
     struct stat st {};
     if (::stat(path_.c_str(), &st) == 0 && st.st_ino == inode_) {

@@ -117,6 +117,10 @@ class CLOUDMGR_API ManagerLink {
   // authentication: a secure handshake Fast DDS 2.9.1 lost (a new participant heals it).
   // Default: none.
   virtual std::vector<std::string> unreached_agents(std::chrono::milliseconds min_age) const;
+  // Makes sending to `partition` ready ahead of the first send: on DDS, creates its Command
+  // writer now, so that matching it with the hosts' readers (secured: a crypto token exchange
+  // each) happens in the background rather than in the first send. Default: nothing.
+  virtual void prepare(const std::string& partition);
 };
 
 struct ManagerCallbacks {

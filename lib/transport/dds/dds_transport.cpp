@@ -1272,6 +1272,8 @@ class DdsManagerLink final : public spi::ManagerLink {
     return out;
   }
 
+  void prepare(const std::string& partition) override { (void)writer_for(partition); }
+
   Status send(const Command& command, const std::vector<std::string>& expected_hosts) override {
     Result<CommandWriter*> w = writer_for(command.target.partition());
     if (!w.ok()) {
