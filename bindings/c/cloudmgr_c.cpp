@@ -34,7 +34,7 @@ using cloudmgr::Status;
 using cloudmgr::StatusCode;
 
 // The C ABI's version: incremented with every function or struct field added.
-constexpr std::uint32_t kAbiVersion = 2;
+constexpr std::uint32_t kAbiVersion = 3;
 
 // ---- the thread's last error ----------------------------------------------------------------
 
@@ -1044,6 +1044,16 @@ CM_API cm_status cm_manager_forget_host(cm_manager* manager, const char* id) {
     std::optional<std::string> host;
     CM_TRY(need_text(fn, "id", id, host));
     return with_manager(fn, manager, [&](cloudmgr::Manager& m) { return check(fn, m.forget_host(*host)); });
+  });
+}
+
+CM_API cm_status cm_manager_prepare(cm_manager* manager, cm_target_kind kind, const char* name) {
+  const char* const fn = "cm_manager_prepare";
+  return call(fn, [&]() -> cm_status {
+    CM_TRY(need(fn, "manager", manager, Kind::kManager));
+    cloudmgr::Target target;
+    CM_TRY(target_of(fn, kind, name, target));
+    return with_manager(fn, manager, [&](cloudmgr::Manager& m) { return check(fn, m.prepare(target)); });
   });
 }
 

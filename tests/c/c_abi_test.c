@@ -170,7 +170,7 @@ static void on_sample(const cm_host_sample* sample, void* user_data) {
 
 static void names_and_versions(void) {
   CHECK(strncmp(cm_version(), "0.", 2) == 0);
-  CHECK(cm_abi_version() == 2);
+  CHECK(cm_abi_version() == 3);
   CHECK(strcmp(cm_status_name(CM_OK), "OK") == 0);
   CHECK(strcmp(cm_status_name(CM_NOT_FOUND), "NOT_FOUND") == 0);
   CHECK(strcmp(cm_status_name(CM_UNAUTHENTICATED), "UNAUTHENTICATED") == 0);
@@ -282,6 +282,12 @@ static void hosts_and_groups(cm_manager* m) {
   CHECK_FAILS(cm_manager_forget_host(m, "node1"), CM_FAILED_PRECONDITION, "node1");
   CHECK_FAILS(cm_manager_forget_host(m, "node9"), CM_NOT_FOUND, "node9");
   CHECK_FAILS(cm_manager_forget_host(m, NULL), CM_INVALID_ARGUMENT, "id is NULL");
+  CHECK(cm_manager_prepare(m, CM_TARGET_ALL, NULL) == CM_OK);
+  CHECK(cm_manager_prepare(m, CM_TARGET_GROUP, "web") == CM_OK);
+  CHECK(cm_manager_prepare(m, CM_TARGET_GROUP, "not-yet") == CM_OK); /* may appear later */
+  CHECK_FAILS(cm_manager_prepare(m, CM_TARGET_GROUP, "bad group!"), CM_INVALID_ARGUMENT, "bad group!");
+  CHECK_FAILS(cm_manager_prepare(m, (cm_target_kind)7, "web"), CM_INVALID_ARGUMENT, "kind");
+  CHECK_FAILS(cm_manager_prepare(NULL, CM_TARGET_ALL, NULL), CM_INVALID_ARGUMENT, "manager");
 
   cm_group_list* groups = NULL;
   CHECK(cm_manager_groups(m, &groups) == CM_OK);

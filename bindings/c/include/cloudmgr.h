@@ -299,6 +299,13 @@ typedef struct cm_result cm_result;
 CM_API cm_status cm_manager_execute(cm_manager* manager, cm_target_kind kind, const char* name, const char* verb,
                                     const cm_arg* arguments, size_t argument_count, uint32_t timeout_ms,
                                     cm_result** out);
+
+/* Gets sending to a target ready ahead of its first command (ABI 3): on DDS the target's writer
+ * is created now and matched with its hosts in the background (secured, ~3 s for 32 hosts, which
+ * the first command would otherwise wait). For long-lived managers. CM_INVALID_ARGUMENT for a
+ * bad kind or name (an unknown host or group is fine: it may appear later). Thread-safe. */
+CM_API cm_status cm_manager_prepare(cm_manager* manager, cm_target_kind kind, const char* name);
+
 CM_API const char* cm_result_command_id(const cm_result* result);
 CM_API size_t cm_result_size(const cm_result* result);
 /* Sorted by host id. */

@@ -18,7 +18,7 @@ from cloudmgr import Outcome
 
 def test_versions() -> None:
     assert cloudmgr.version().startswith("0.")
-    assert cloudmgr.ABI_VERSION >= 2
+    assert cloudmgr.ABI_VERSION >= 3
     assert [n for n in cloudmgr.__all__ if not hasattr(cloudmgr, n)] == []
 
 
@@ -97,6 +97,15 @@ def test_vms_and_filters(manager: cloudmgr.Manager) -> None:
     assert [v.host_id for v in manager.vms(group="db")] == ["node1", "node1"]
     assert [v.name for v in manager.vms(host="node2")] == ["batch1", "db1"]
     assert manager.vms(host="node2", group="db") == []
+
+
+def test_prepare_then_command(manager: cloudmgr.Manager) -> None:
+    manager.prepare(cloudmgr.all_hosts())
+    manager.prepare(cloudmgr.group("web"))
+    manager.prepare(cloudmgr.group("not-yet"))  # may appear later
+    with pytest.raises(cloudmgr.InvalidArgument, match="bad group!"):
+        manager.prepare(cloudmgr.group("bad group!"))
+    assert manager.execute(cloudmgr.group("web"), "host.info").all_ok
 
 
 def test_group_command_gives_a_result_per_host(manager: cloudmgr.Manager) -> None:
