@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <iostream>
 #include <map>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -262,11 +263,14 @@ Result<Fd> connect_to(const std::string& path) {
   return fd;
 }
 
-// The socket's directory: only its user may enter it.
+// The socket's directory: this user's, and no one else may write in it. `create`: made (0700)
+// when missing; an existing one is never changed.
 Status private_dir(const fs::path& dir, bool create) {
   std::error_code ec;
-  if (create) {
+  if (create && !fs::exists(dir, ec)) {
+    const mode_t old = ::umask(077);
     fs::create_directories(dir, ec);
+    ::umask(old);
     if (ec) {
       return cloudmgr::unavailable_error(fmt::format("creating '{}': {}", dir.string(), ec.message()));
     }
@@ -279,13 +283,34 @@ Status private_dir(const fs::path& dir, bool create) {
     return cloudmgr::permission_denied_error(
         fmt::format("'{}' is not a directory of this user (uid {})", dir.string(), ::geteuid()));
   }
-  if (create && (st.st_mode & 077) != 0 && ::chmod(dir.c_str(), 0700) != 0) {
-    return cloudmgr::permission_denied_error(fmt::format("chmod 0700 '{}': {}", dir.string(), errno_text(errno)));
-  }
-  if (!create && (st.st_mode & 022) != 0) {
-    return cloudmgr::permission_denied_error(fmt::format("'{}' is writable by others", dir.string()));
+  if ((st.st_mode & 022) != 0) {
+    return cloudmgr::permission_denied_error(fmt::format(
+        "'{}' is writable by others (a daemon's socket needs a directory only its user writes)", dir.string()));
   }
   return {};
+}
+
+// Fds 0-2 open (on /dev/null when closed), so that nothing else takes those numbers.
+void ensure_standard_fds() {
+  for (int fd = 0; fd < 3; ++fd) {
+    if (::fcntl(fd, F_GETFD) == -1) {
+      const int null_fd = ::open("/dev/null", O_RDWR);  // NOLINT(cppcoreguidelines-pro-type-vararg)
+      if (null_fd >= 0 && null_fd != fd) {
+        (void)::dup2(null_fd, fd);
+        ::close(null_fd);
+      }
+    }
+  }
+}
+
+// A signal that interrupts a blocked write (no SA_RESTART): a call stuck writing to a caller
+// that stopped reading ends when the daemon is told to stop.
+void on_signal(int sig, void (*handler)(int)) {
+  struct sigaction sa {};
+  sa.sa_handler = handler;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;
+  (void)::sigaction(sig, &sa, nullptr);
 }
 
 // Writes to the daemon's own standard error (the calls it serves have theirs).
@@ -296,7 +321,8 @@ void say(int err_fd, const std::string& line) {
 
 class Daemon {
  public:
-  Daemon(const Options& o, std::function<int(int, char**)> cli) : o_(o), cli_(std::move(cli)) {}
+  // The daemon's own paths made absolute: the calls it serves change its working directory.
+  Daemon(const Options& o, std::function<int(int, char**)> cli) : o_(absolute_paths(o)), cli_(std::move(cli)) {}
 
   int run() {
     path_ = daemon_socket_path(o_);
@@ -306,10 +332,18 @@ class Daemon {
     if (connect_to(path_).ok()) {
       return fail(cloudmgr::already_exists_error(fmt::format("a daemon already listens on '{}'", path_)));
     }
-    (void)::unlink(path_.c_str());  // a socket left by a daemon that died
+    struct stat left {};
+    if (::lstat(path_.c_str(), &left) == 0) {
+      if (!S_ISSOCK(left.st_mode)) {
+        return fail(cloudmgr::already_exists_error(fmt::format("'{}' exists and is not a socket", path_)));
+      }
+      (void)::unlink(path_.c_str());  // a socket left by a daemon that died
+    }
+    ensure_standard_fds();
     (void)std::signal(SIGPIPE, SIG_IGN);
-    (void)std::signal(SIGINT, on_daemon_signal);
-    (void)std::signal(SIGTERM, on_daemon_signal);
+    on_signal(SIGINT, on_daemon_signal);
+    on_signal(SIGTERM, on_daemon_signal);
+    home_ = Fd(::open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));  // NOLINT(cppcoreguidelines-pro-type-vararg)
 
     Session session(o_, /*samples=*/true, /*forward=*/false);
     if (Status s = session.open(); !s.ok()) {
@@ -349,8 +383,14 @@ class Daemon {
         continue;
       }
       Fd client(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-      if (client.ok()) {
+      if (!client.ok()) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));  // EMFILE and the like: no busy loop
+        continue;
+      }
+      try {
         serve(client.get());
+      } catch (const std::exception& e) {  // a malformed call never takes the daemon down
+        say(saved_[2].get(), std::string("a bad call: ") + e.what());
       }
     }
     g_served = nullptr;
@@ -409,8 +449,9 @@ class Daemon {
     std::vector<std::string> argv;
     std::map<std::string, std::string> env;
     std::string problem;
-    if (r.value("protocol", 0) != kProtocol) {
-      problem = fmt::format("protocol {} (this daemon speaks {})", r.value("protocol", 0), kProtocol);
+    if (!r.contains("protocol") || !r["protocol"].is_number_integer() || r["protocol"].get<int>() != kProtocol) {
+      problem = fmt::format("protocol {} (this daemon speaks {})",
+                            r.contains("protocol") ? r["protocol"].dump() : "none", kProtocol);
     } else if (fds.size() != 3) {
       problem = fmt::format("{} file descriptors (expected 3: input, output, error)", fds.size());
     } else if (!r.contains("argv") || !r["argv"].is_array() || r["argv"].empty() || !r.contains("cwd") ||
@@ -430,7 +471,9 @@ class Daemon {
         }
       }
     }
-    if (problem.empty() && r["cloud"] != cloud_) {
+    if (problem.empty() && !r["cloud"].is_object()) {
+      problem = "a call whose cloud is not an object";
+    } else if (problem.empty() && r["cloud"] != cloud_) {
       problem = fmt::format("it serves {}; the call differs in {}", describe(cloud_), differences(cloud_, r["cloud"]));
     }
     if (!problem.empty()) {
@@ -438,7 +481,13 @@ class Daemon {
       say(saved_[2].get(), "refused a call: " + problem);
       return;
     }
+    // The caller commits to us only now (it may have given up waiting while we served
+    // another call, and run on its own): its "go" settles who runs the command.
     if (!send_frame(client, {{"accepted", true}})) {
+      return;
+    }
+    Result<nlohmann::json> go = read_frame(client);
+    if (!go.ok() || !go->value("go", false)) {
       return;
     }
     const auto started = std::chrono::steady_clock::now();
@@ -462,6 +511,8 @@ class Daemon {
     for (int i = 0; i < 3; ++i) {
       (void)::dup2(fds[static_cast<std::size_t>(i)].get(), i);
     }
+    // Buffered as the caller's own process would be: by line on a terminal, fully otherwise.
+    (void)std::setvbuf(stdout, nullptr, ::isatty(1) != 0 ? _IOLBF : _IOFBF, BUFSIZ);
     int rc = kExitFailed;
     if (::chdir(cwd.c_str()) != 0) {
       std::fprintf(stderr, "cloudctl: the daemon cannot enter the working directory '%s': %s\n", cwd.c_str(),
@@ -494,7 +545,9 @@ class Daemon {
     for (int i = 0; i < 3; ++i) {
       (void)::dup2(saved_[static_cast<std::size_t>(i)].get(), i);
     }
-    (void)::chdir("/");
+    if (!home_.ok() || ::fchdir(home_.get()) != 0) {
+      (void)::chdir("/");
+    }
     return rc;
   }
 
@@ -503,8 +556,19 @@ class Daemon {
     return kExitFailed;
   }
 
-  const Options& o_;
+  static Options absolute_paths(Options o) {
+    for (std::string* p : {&o.pki, &o.store}) {
+      *p = absolute(*p);
+    }
+    if (o.inventory != "none") {
+      o.inventory = absolute(o.inventory);
+    }
+    return o;
+  }
+
+  const Options o_;
   std::function<int(int, char**)> cli_;
+  Fd home_;  // the working directory the daemon started in
   std::string path_;
   nlohmann::json cloud_;
   Fd listen_;
@@ -585,10 +649,27 @@ std::optional<int> forward_to_daemon(const Options& o) {
     std::fprintf(stderr, "cloudctl: the daemon at '%s' did not take the call; running without it\n", path.c_str());
     return std::nullopt;
   }
+  // A daemon busy with another call (one at a time) does not hold this one for long: past
+  // the wait, the call runs on its own (and the daemon, told nothing, drops it).
+  const timeval wait{2, 0};
+  (void)::setsockopt(fd->get(), SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
   Result<nlohmann::json> answer = read_frame(fd->get());
-  if (!answer.ok() || !answer->value("accepted", false)) {
+  if (!answer.ok()) {
+    std::fprintf(stderr,
+                 "cloudctl: the daemon at '%s' did not answer within 2 s (busy with another call); "
+                 "running without it\n",
+                 path.c_str());
+    return std::nullopt;
+  }
+  if (!answer->value("accepted", false)) {
     std::fprintf(stderr, "cloudctl: the daemon at '%s' refused the call (%s); running without it\n", path.c_str(),
-                 answer.ok() ? answer->value("why", "").c_str() : answer.status().message().c_str());
+                 answer->value("why", "").c_str());
+    return std::nullopt;
+  }
+  const timeval forever{0, 0};
+  (void)::setsockopt(fd->get(), SOL_SOCKET, SO_RCVTIMEO, &forever, sizeof forever);
+  if (!send_frame(fd->get(), {{"go", true}})) {
+    std::fprintf(stderr, "cloudctl: the daemon at '%s' went away; running without it\n", path.c_str());
     return std::nullopt;
   }
   Result<nlohmann::json> done = read_frame(fd->get());
