@@ -387,56 +387,61 @@ class Dispatcher {
   std::thread thread_;
 };
 
-// A listener that forwards data-available (and, when asked, a matched writer that went away) to
-// its link. With `track_matches`, it also keeps the writers its reader is matched with, so that a
-// manager can tell whether a host's replies can reach it yet (`on_match` wakes those who wait).
-class DataListener final : public fdds::DataReaderListener {
+// The remote endpoints one local endpoint is matched with, as its listener reports them, asked
+// by participant (a host's endpoints share its participant's GuidPrefix).
+class MatchedSet {
  public:
-  explicit DataListener(std::function<void(fdds::DataReader*)> on_data,
-                        std::function<void(const rtps::GUID_t&)> on_writer_gone = {}, bool track_matches = false,
-                        std::function<void()> on_match = {})
-      : on_data_(std::move(on_data)),
-        on_writer_gone_(std::move(on_writer_gone)),
-        on_match_(std::move(on_match)),
-        track_(track_matches) {}
-  void on_data_available(fdds::DataReader* reader) override { on_data_(reader); }
-  void on_subscription_matched(fdds::DataReader* /*reader*/, const fdds::SubscriptionMatchedStatus& status) override {
-    const rtps::GUID_t writer = rtps::iHandle2GUID(status.last_publication_handle);
-    if (track_) {
-      {
-        const std::lock_guard lock(mutex_);
-        if (status.current_count_change > 0) {
-          matched_.insert(writer);
-        } else if (status.current_count_change < 0) {
-          matched_.erase(writer);
-        }
-      }
-      if (on_match_) {
-        on_match_();
-      }
-    }
-    if (status.current_count_change < 0 && on_writer_gone_) {
-      on_writer_gone_(writer);
+  void update(const rtps::GUID_t& remote, std::int32_t change) {
+    const std::lock_guard lock(mutex_);
+    if (change > 0) {
+      matched_.insert(remote);
+    } else if (change < 0) {
+      matched_.erase(remote);
     }
   }
-  fdds::StatusMask mask() const {
-    return on_writer_gone_ || track_ ? fdds::StatusMask::data_available() << fdds::StatusMask::subscription_matched()
-                                     : fdds::StatusMask::data_available();
-  }
-  // Whether the reader is matched with a writer of `participant` (only with track_matches).
-  bool matches(const rtps::GuidPrefix_t& participant) const {
+  bool has(const rtps::GuidPrefix_t& participant) const {
     const std::lock_guard lock(mutex_);
     return std::any_of(matched_.begin(), matched_.end(),
                        [&](const rtps::GUID_t& g) { return g.guidPrefix == participant; });
   }
 
  private:
+  mutable std::mutex mutex_;
+  std::set<rtps::GUID_t> matched_;  // GUARDED_BY(mutex_)
+};
+
+// A listener that forwards data-available (and, when asked, a matched writer that went away) to
+// its link. With `on_match`, it also keeps the writers its reader is matched with, so that a
+// manager can tell whether a host's replies can reach it yet (`on_match` wakes those who wait).
+class DataListener final : public fdds::DataReaderListener {
+ public:
+  explicit DataListener(std::function<void(fdds::DataReader*)> on_data,
+                        std::function<void(const rtps::GUID_t&)> on_writer_gone = {},
+                        std::function<void()> on_match = {})
+      : on_data_(std::move(on_data)), on_writer_gone_(std::move(on_writer_gone)), on_match_(std::move(on_match)) {}
+  void on_data_available(fdds::DataReader* reader) override { on_data_(reader); }
+  void on_subscription_matched(fdds::DataReader* /*reader*/, const fdds::SubscriptionMatchedStatus& status) override {
+    const rtps::GUID_t writer = rtps::iHandle2GUID(status.last_publication_handle);
+    if (on_match_) {
+      matched_.update(writer, status.current_count_change);
+      on_match_();
+    }
+    if (status.current_count_change < 0 && on_writer_gone_) {
+      on_writer_gone_(writer);
+    }
+  }
+  fdds::StatusMask mask() const {
+    return on_writer_gone_ || on_match_ ? fdds::StatusMask::data_available() << fdds::StatusMask::subscription_matched()
+                                        : fdds::StatusMask::data_available();
+  }
+  // Whether the reader is matched with a writer of `participant` (only with on_match).
+  bool matches(const rtps::GuidPrefix_t& participant) const { return matched_.has(participant); }
+
+ private:
   std::function<void(fdds::DataReader*)> on_data_;
   std::function<void(const rtps::GUID_t&)> on_writer_gone_;
   std::function<void()> on_match_;
-  bool track_;
-  mutable std::mutex mutex_;
-  std::set<rtps::GUID_t> matched_;  // GUARDED_BY(mutex_)
+  MatchedSet matched_;
 };
 
 // A generated type whose preallocation size is a typical sample's rather than fastddsgen's
@@ -628,16 +633,8 @@ void delete_entity(fdds::DomainParticipant* participant, Entity*& entity) {
 class MatchTracker final : public fdds::DataWriterListener {
  public:
   void on_publication_matched(fdds::DataWriter* /*writer*/, const fdds::PublicationMatchedStatus& status) override {
-    {
-      const std::lock_guard lock(mutex_);
-      const rtps::GUID_t reader = rtps::iHandle2GUID(status.last_subscription_handle);
-      if (status.current_count_change > 0) {
-        matched_.insert(reader);
-      } else if (status.current_count_change < 0) {
-        matched_.erase(reader);
-      }
-    }
-    cv_.notify_all();
+    matched_.update(rtps::iHandle2GUID(status.last_subscription_handle), status.current_count_change);
+    cv_.notify_all();  // waiters also look again every 20 ms
   }
 
   void set_writer(fdds::DataWriter* writer) { writer_ = writer; }
@@ -650,9 +647,7 @@ class MatchTracker final : public fdds::DataWriterListener {
         return rtps::iHandle2GUID(h).guidPrefix == participant;
       });
     }
-    const std::lock_guard lock(mutex_);
-    return std::any_of(matched_.begin(), matched_.end(),
-                       [&](const rtps::GUID_t& g) { return g.guidPrefix == participant; });
+    return matched_.has(participant);  // fallback: what the listener reported
   }
 
   // Until a reader of `participant` is matched, or the deadline.
@@ -669,9 +664,9 @@ class MatchTracker final : public fdds::DataWriterListener {
 
  private:
   std::atomic<fdds::DataWriter*> writer_{nullptr};
-  std::mutex mutex_;
+  std::mutex mutex_;  // for cv_
   std::condition_variable cv_;
-  std::set<rtps::GUID_t> matched_;  // GUARDED_BY(mutex_)
+  MatchedSet matched_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1159,12 +1154,12 @@ class DdsManagerLink final : public spi::ManagerLink {
                        [this](const rtps::GUID_t& w) { on_host_writer_gone(w); }),
         vm_listener_([this](fdds::DataReader* r) { on_vms(r); },
                      [this](const rtps::GUID_t& w) { on_vm_writer_gone(w); }),
-        reply_listener_([this](fdds::DataReader* r) { on_replies<wire::CommandReply>(r); }, {}, true,
+        reply_listener_([this](fdds::DataReader* r) { on_replies<wire::CommandReply>(r); }, {},
                         [this] { cv_.notify_all(); }),
         metrics_listener_([this](fdds::DataReader* r) { on_metrics(r); }),
-        history_listener_([this](fdds::DataReader* r) { on_replies<wire::HistoryReply>(r); }, {}, true,
+        history_listener_([this](fdds::DataReader* r) { on_replies<wire::HistoryReply>(r); }, {},
                           [this] { cv_.notify_all(); }),
-        audit_listener_([this](fdds::DataReader* r) { on_replies<wire::AuditReply>(r); }, {}, true,
+        audit_listener_([this](fdds::DataReader* r) { on_replies<wire::AuditReply>(r); }, {},
                         [this] { cv_.notify_all(); }),
         images_listener_([this](fdds::DataReader* r) { on_images(r); }),
         chunk_listener_([this](fdds::DataReader* r) { on_chunks(r); }) {}
