@@ -245,19 +245,28 @@ Result<nlohmann::json> read_frame(int fd, std::vector<Fd>* fds = nullptr, bool* 
   return j;
 }
 
-Result<Fd> connect_to(const std::string& path) {
+// The socket address of `path` (kInvalidArgument when it does not fit).
+Result<sockaddr_un> address_of(const std::string& path) {
   sockaddr_un addr{};
   if (path.size() >= sizeof addr.sun_path) {
     return cloudmgr::invalid_argument_error(
         fmt::format("the daemon socket path '{}' is longer than {} bytes", path, sizeof addr.sun_path - 1));
   }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  return addr;
+}
+
+Result<Fd> connect_to(const std::string& path) {
+  Result<sockaddr_un> addr = address_of(path);
+  if (!addr.ok()) {
+    return addr.status();
+  }
   Fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!fd.ok()) {
     return cloudmgr::unavailable_error("socket: " + errno_text(errno));
   }
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {  // NOLINT
+  if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr) != 0) {  // NOLINT
     return cloudmgr::unavailable_error(errno_text(errno));
   }
   return fd;
@@ -408,16 +417,13 @@ class Daemon {
 
  private:
   Status listen() {
-    sockaddr_un addr{};
-    if (path_.size() >= sizeof addr.sun_path) {
-      return cloudmgr::invalid_argument_error(
-          fmt::format("the daemon socket path '{}' is longer than {} bytes", path_, sizeof addr.sun_path - 1));
+    Result<sockaddr_un> addr = address_of(path_);
+    if (!addr.ok()) {
+      return addr.status();
     }
     listen_ = Fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
     const mode_t old = ::umask(077);
-    const int bound = ::bind(listen_.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);  // NOLINT
+    const int bound = ::bind(listen_.get(), reinterpret_cast<const sockaddr*>(&*addr), sizeof *addr);  // NOLINT
     ::umask(old);
     if (!listen_.ok() || bound != 0 || ::listen(listen_.get(), 16) != 0) {
       return cloudmgr::unavailable_error(fmt::format("listening on '{}': {}", path_, errno_text(errno)));
