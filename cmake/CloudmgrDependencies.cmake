@@ -36,7 +36,7 @@ endif()
 cloudmgr_require_package(CLI11 libcli11-dev)
 cloudmgr_require_package(nlohmann_json nlohmann-json3-dev)
 cloudmgr_require_package(SQLite3 libsqlite3-dev)
-# SHA-256 of template images (the template store); DDS-Security's PKI later.
+# SHA-256 of template images, the PKI, and TLS of the tcp transport.
 cloudmgr_require_package(OpenSSL libssl-dev)
 # cloudctl's charts (PNG and SVG).
 cloudmgr_require_pkgconfig(CAIRO cairo libcairo2-dev)

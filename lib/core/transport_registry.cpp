@@ -9,6 +9,7 @@
 #include "cloudmgr/spi/transport.h"
 #include "transport/dds/dds_factory.h"
 #include "transport/inproc/inproc_factory.h"
+#include "transport/tcp/tcp_factory.h"
 
 namespace cloudmgr::spi {
 namespace {
@@ -109,10 +110,13 @@ Result<std::unique_ptr<Transport>> open_transport(const TransportConfig& config)
   if (config.kind == "dds") {
     return dds::open_dds_transport(config);
   }
+  if (config.kind == "tcp") {
+    return tcp::open_tcp_transport(config);
+  }
   if (config.kind == "inproc") {
     return inproc::open_inproc_transport(config);
   }
-  return invalid_argument_error(fmt::format("unknown transport '{}'; use \"dds\" or \"inproc\"", config.kind));
+  return invalid_argument_error(fmt::format("unknown transport '{}'; use \"dds\", \"tcp\" or \"inproc\"", config.kind));
 }
 
 }  // namespace cloudmgr::spi

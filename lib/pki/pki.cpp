@@ -425,9 +425,10 @@ Result<X509Ptr> make_cert(const CertRequest& r) {
     CLOUDMGR_RETURN_IF_ERROR(add_extension(cert.get(), issuer, NID_basic_constraints, "critical,CA:FALSE"));
     CLOUDMGR_RETURN_IF_ERROR(
         add_extension(cert.get(), issuer, NID_key_usage, "critical,digitalSignature,keyAgreement"));
-    // clientAuth only: OpenSSL's S/MIME check then refuses documents signed with an identity
+    // TLS client and server (the tcp transport: agents accept, managers connect), no
+    // emailProtection: OpenSSL's S/MIME check then refuses documents signed with an identity
     // key, a second wall besides the separate permissions CA.
-    CLOUDMGR_RETURN_IF_ERROR(add_extension(cert.get(), issuer, NID_ext_key_usage, "clientAuth"));
+    CLOUDMGR_RETURN_IF_ERROR(add_extension(cert.get(), issuer, NID_ext_key_usage, "clientAuth,serverAuth"));
   }
   CLOUDMGR_RETURN_IF_ERROR(add_extension(cert.get(), issuer, NID_subject_key_identifier, "hash"));
   if (r.issuer != nullptr) {

@@ -1,6 +1,8 @@
 // The spine end to end: cloudmgr-agent processes (fork + exec), each on its own simulated
-// host, and a Manager in this process, over Fast DDS on loopback + shared memory.
-// Each test uses its own DDS domain id so test binaries may run in parallel.
+// host, and a Manager in this process, over each transport: Fast DDS on loopback + shared
+// memory, and the client-server one (TCP on loopback) with a persistent connection per agent
+// and with a connection per request. Each test uses its own DDS domain id (and, over TCP, its
+// own directory of agent addresses) so test binaries may run in parallel.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -45,16 +47,20 @@ std::uint32_t domain_for_this_test() {
       {"SlowSamplingIsNotTakenForADeadAgent", 157},
       {"TemplatesProvisionAcrossProcesses", 158},
   };
-  const auto it = kDomains.find(::testing::UnitTest::GetInstance()->current_test_info()->name());
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  name = name.substr(0, name.find('/'));  // "Test/tcp": the transport after the slash
+  const auto it = kDomains.find(name);
   return it != kDomains.end() ? it->second : 199;
 }
 
-class MultiProcess : public ::testing::Test {
+// Which transport a test runs over: "dds", "tcp" (persistent connections) or "tcp-per-request".
+class MultiProcess : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     domain_ = domain_for_this_test();
     ASSERT_NE(domain_, 199U) << "give this test its own domain id in domain_for_this_test()";
-    root_ = fs::temp_directory_path() / ("cloudmgr-mp-" + std::to_string(getpid()) + "-" + std::to_string(domain_));
+    root_ = fs::temp_directory_path() /
+            ("cloudmgr-mp-" + std::to_string(getpid()) + "-" + std::to_string(domain_) + "-" + GetParam());
     fs::remove_all(root_);
   }
   void TearDown() override {
@@ -71,16 +77,27 @@ class MultiProcess : public ::testing::Test {
     fs::remove_all(root_);
   }
 
+  bool tcp() const { return GetParam() != "dds"; }
+
   spi::TransportConfig transport(std::uint32_t lease_ms = 4000) const {
     spi::TransportConfig t;
     t.domain_id = domain_;
     t.agent_lease_ms = lease_ms;
     t.announce_period_ms = lease_ms / 4;
+    if (tcp()) {
+      t.kind = "tcp";
+      t.tcp.directory = (root_ / "agents").string();
+      t.tcp.per_request = GetParam() == "tcp-per-request";
+    }
     return t;
   }
 
   void start_agent(const std::string& id, const std::vector<std::string>& groups = {}, std::uint32_t lease_ms = 4000) {
-    agents_[id] = std::make_unique<testing::AgentProcess>(id, domain_, root_ / id, groups, lease_ms);
+    std::vector<std::string> extra;
+    if (tcp()) {
+      extra = {"--transport", "tcp", "--tcp-directory", (root_ / "agents").string()};
+    }
+    agents_[id] = std::make_unique<testing::AgentProcess>(id, domain_, root_ / id, groups, lease_ms, extra);
   }
 
   Manager& manager() {
@@ -106,7 +123,7 @@ class MultiProcess : public ::testing::Test {
   std::unique_ptr<Manager> manager_;
 };
 
-TEST_F(MultiProcess, HostGroupAndAllCommandsReachExactlyTheirHosts) {
+TEST_P(MultiProcess, HostGroupAndAllCommandsReachExactlyTheirHosts) {
   start_agent("node1", {"web"});
   start_agent("node2", {"web"});
   start_agent("node3", {"db"});
@@ -144,7 +161,7 @@ TEST_F(MultiProcess, HostGroupAndAllCommandsReachExactlyTheirHosts) {
                   .ok());
 }
 
-TEST_F(MultiProcess, GroupsChangeAtRunTimePersistAndAreSeenByANewManager) {
+TEST_P(MultiProcess, GroupsChangeAtRunTimePersistAndAreSeenByANewManager) {
   start_agent("node1");
   start_agent("node2");
   ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(20000)).ok());
@@ -171,7 +188,7 @@ TEST_F(MultiProcess, GroupsChangeAtRunTimePersistAndAreSeenByANewManager) {
   EXPECT_FALSE((*fresh)->groups().contains("other"));
 }
 
-TEST_F(MultiProcess, KilledAgentIsNoReplyThenOffline) {
+TEST_P(MultiProcess, KilledAgentIsNoReplyThenOffline) {
   start_agent("node1", {}, 2000);
   start_agent("node2", {}, 2000);
   ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(20000)).ok());
@@ -196,7 +213,7 @@ TEST_F(MultiProcess, KilledAgentIsNoReplyThenOffline) {
   EXPECT_FALSE(manager().sample("node2").has_value());
 }
 
-TEST_F(MultiProcess, CleanStopIsSeenAtOnceAndExitsZero) {
+TEST_P(MultiProcess, CleanStopIsSeenAtOnceAndExitsZero) {
   start_agent("node1");
   ASSERT_TRUE(manager()
                   .wait_until([](const Manager& m) { return m.host("node1") && m.vms("node1").size() == 2; },
@@ -208,7 +225,7 @@ TEST_F(MultiProcess, CleanStopIsSeenAtOnceAndExitsZero) {
                   .ok());
 }
 
-TEST_F(MultiProcess, DuplicateIdsRunOnceAndExpiredCommandsAreRejected) {
+TEST_P(MultiProcess, DuplicateIdsRunOnceAndExpiredCommandsAreRejected) {
   start_agent("node1");
   ASSERT_TRUE(manager().wait_for_hosts(1, milliseconds(20000)).ok());
   auto raw = testing::RawManager::open(transport());
@@ -247,7 +264,7 @@ TEST_F(MultiProcess, DuplicateIdsRunOnceAndExpiredCommandsAreRejected) {
                   .ok());
 }
 
-TEST_F(MultiProcess, BadInputIsRefusedAndChangesNothing) {
+TEST_P(MultiProcess, BadInputIsRefusedAndChangesNothing) {
   start_agent("node1", {"web"});
   ASSERT_TRUE(manager()
                   .wait_until([](const Manager& m) { return m.host("node1") && m.vms("node1").size() == 2; },
@@ -276,7 +293,7 @@ TEST_F(MultiProcess, BadInputIsRefusedAndChangesNothing) {
 // Monitoring over DDS between processes: every agent's ticks reach the manager (with their
 // VMs), a late-joining manager has each host's latest tick at once, and one history command
 // to all hosts returns a series per host (HistoryReply topic).
-TEST_F(MultiProcess, SamplesAndHistoryCrossProcesses) {
+TEST_P(MultiProcess, SamplesAndHistoryCrossProcesses) {
   start_agent("node1", {"web"});
   start_agent("node2", {"web"});
   ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(20000)).ok());
@@ -362,7 +379,7 @@ class SlowCountersDriver final : public spi::HypervisorDriver {
   std::unique_ptr<spi::HypervisorDriver> inner_;
 };
 
-TEST_F(MultiProcess, SlowSamplingIsNotTakenForADeadAgent) {
+TEST_P(MultiProcess, SlowSamplingIsNotTakenForADeadAgent) {
   ASSERT_TRUE(spi::register_hypervisor_driver(
                   "slow-counters",
                   [](std::string_view uri) -> std::optional<Result<std::unique_ptr<spi::HypervisorDriver>>> {
@@ -413,7 +430,7 @@ namespace {
 // Templates over Fast DDS: the base image crosses to two agent processes as ImageChunk
 // samples (only its data extents), each agent verifies its SHA-256 and clones it; the
 // manager sees the clones as users of each host's cached image.
-TEST_F(MultiProcess, TemplatesProvisionAcrossProcesses) {
+TEST_P(MultiProcess, TemplatesProvisionAcrossProcesses) {
   start_agent("node1", {"web"});
   start_agent("node2", {"web"});
   ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(15000)).ok());
@@ -495,6 +512,19 @@ TEST_F(MultiProcess, TemplatesProvisionAcrossProcesses) {
           .wait_until([&](const Manager& m) { return m.vms(r->vms[0].host_id).size() == 2; }, milliseconds(10'000))
           .ok());
 }
+
+}  // namespace
+}  // namespace cloudmgr
+
+namespace cloudmgr {
+namespace {
+
+INSTANTIATE_TEST_SUITE_P(Transports, MultiProcess, ::testing::Values("dds", "tcp", "tcp-per-request"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 }  // namespace
 }  // namespace cloudmgr

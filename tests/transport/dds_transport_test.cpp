@@ -1,5 +1,7 @@
-// Tests of the Fast DDS transport: two or more participants in this process, each test in its
-// own DDS domain (100-140) so that test binaries can run in parallel; every participant keeps its
+// Tests of the transports: one conformance suite (Transport.*) run over Fast DDS and over the
+// client-server transport (TCP, persistent and per request), then DDS-only tests (DdsTransport.*).
+// Two or more participants in this process, each test in its own DDS domain (100-140) or TCP
+// address directory so that test binaries can run in parallel; every participant keeps its
 // traffic on 127.0.0.1 (and shared memory). Waits are generous; no test asserts a tight time.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -13,6 +15,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -22,6 +25,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "cloudmgr/cloud.h"
 #include "cloudmgr/spi/transport.h"
@@ -45,9 +50,21 @@ using std::chrono::seconds;
 
 constexpr auto kWait = seconds(10);
 
+// The transport the conformance suite runs over now: "dds", "tcp" or "tcp-per-request".
+std::string& current_kind() {
+  static std::string kind = "dds";
+  return kind;
+}
+
+std::string tcp_directory(std::uint32_t domain) {
+  return fmt::format("/tmp/cloudmgr-tcp-test-{}-{}", getpid(), domain);
+}
+
 spi::TransportConfig test_config(std::uint32_t domain, std::uint32_t lease_ms = 6000, std::uint32_t announce_ms = 500) {
   spi::TransportConfig c;
-  c.kind = "dds";
+  c.kind = current_kind() == "dds" ? "dds" : "tcp";
+  c.tcp.directory = tcp_directory(domain);
+  c.tcp.per_request = current_kind() == "tcp-per-request";
   c.domain_id = domain;
   c.interfaces = {"127.0.0.1"};
   c.shared_memory = true;
@@ -261,6 +278,25 @@ std::string uuid_n(int n) {
   return buf;
 }
 
+class Transport : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { current_kind() = GetParam(); }
+  void TearDown() override {
+    current_kind() = "dds";
+    for (std::uint32_t d = 100; d <= 140; ++d) {
+      std::error_code ec;
+      std::filesystem::remove_all(tcp_directory(d), ec);
+    }
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Kinds, Transport, ::testing::Values("dds", "tcp", "tcp-per-request"),
+                         [](const ::testing::TestParamInfo<std::string>& param) {
+                           std::string name = param.param;
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
+
 // ---------------------------------------------------------------------------------------------
 // Wire conversion
 
@@ -386,7 +422,7 @@ TEST(DdsWireConvert, ReplyEveryField) {
 // ---------------------------------------------------------------------------------------------
 // Over DDS
 
-TEST(DdsTransport, ManagerSeesHostsAndVmsIncludingLateManager) {
+TEST_P(Transport, ManagerSeesHostsAndVmsIncludingLateManager) {
   const auto c = test_config(101);
   TestManager early(c);
   TestAgent a(c, "node-a", {"web"});
@@ -409,7 +445,7 @@ TEST(DdsTransport, ManagerSeesHostsAndVmsIncludingLateManager) {
   EXPECT_TRUE(late.log.w.wait([&] { return late.log.vms.size() == 12; }));
 }
 
-TEST(DdsTransport, HostCommandReachesOnlyThatHost) {
+TEST_P(Transport, HostCommandReachesOnlyThatHost) {
   const auto c = test_config(102);
   TestAgent a(c, "node-a", {});
   TestAgent b(c, "node-b", {});
@@ -431,7 +467,7 @@ TEST(DdsTransport, HostCommandReachesOnlyThatHost) {
   EXPECT_FALSE(b.ever_received("cmd-a"));
 }
 
-TEST(DdsTransport, GroupCommandsFollowMembership) {
+TEST_P(Transport, GroupCommandsFollowMembership) {
   const auto c = test_config(103);
   TestAgent a(c, "node-a", {"web"});
   TestAgent b(c, "node-b", {"db"});
@@ -465,7 +501,7 @@ TEST(DdsTransport, GroupCommandsFollowMembership) {
   });
 }
 
-TEST(DdsTransport, ReplyRoundTripIsFaithful) {
+TEST_P(Transport, ReplyRoundTripIsFaithful) {
   const auto c = test_config(104);
   TestAgent a(c, "node-a", {});
   // Large enough to need fragmentation (> 64 KiB).
@@ -502,7 +538,7 @@ TEST(DdsTransport, ReplyRoundTripIsFaithful) {
 
 // A history reply travels on its own topic (HistoryReply): an hour of raw samples (3600
 // points, ~700 KB) arrives whole and exact, also without shared memory (UDP fragments).
-TEST(DdsTransport, LargeHistoryReplyRoundTripIsExact) {
+TEST_P(Transport, LargeHistoryReplyRoundTripIsExact) {
   for (const bool shm : {true, false}) {
     auto c = test_config(shm ? 114 : 115);
     c.shared_memory = shm;
@@ -535,7 +571,7 @@ TEST(DdsTransport, LargeHistoryReplyRoundTripIsExact) {
 }
 
 // Every field of a tick survives the wire, and a late manager gets the latest tick at once.
-TEST(DdsTransport, SamplesRoundTripAndLateManagersGetTheLatest) {
+TEST_P(Transport, SamplesRoundTripAndLateManagersGetTheLatest) {
   const auto c = test_config(116);
   TestAgent a(c, "node-a", {});
   ASSERT_TRUE(a.publish({}).ok());
@@ -598,7 +634,7 @@ TEST(DdsTransport, SamplesRoundTripAndLateManagersGetTheLatest) {
   link->reset();
 }
 
-TEST(DdsTransport, RemoveVmAndLeaveAreSeenAtOnce) {
+TEST_P(Transport, RemoveVmAndLeaveAreSeenAtOnce) {
   const auto c = test_config(105);
   TestManager m(c);
   TestAgent a(c, "node-a", {});
@@ -629,7 +665,7 @@ TEST(DdsTransport, RemoveVmAndLeaveAreSeenAtOnce) {
   });
 }
 
-TEST(DdsTransport, AgentWithoutLeaveIsGoneUncleanly) {
+TEST_P(Transport, AgentWithoutLeaveIsGoneUncleanly) {
   const auto c = test_config(106, 2000, 500);
   TestManager m(c);
   {
@@ -648,7 +684,7 @@ TEST(DdsTransport, AgentWithoutLeaveIsGoneUncleanly) {
   });
 }
 
-TEST(DdsTransport, ManyCommandsAndRepliesInARow) {
+TEST_P(Transport, ManyCommandsAndRepliesInARow) {
   const auto c = test_config(107);
   TestAgent a(c, "node-a", {"web"});
   TestManager m(c);
@@ -704,7 +740,7 @@ TEST(DdsTransport, StarDiscoveryWithUnicastPeers) {
 
 // Like cloudctl: a manager that starts, sends at once and goes. The agent must not reply before it
 // has discovered that manager's reply reader (replies are volatile).
-TEST(DdsTransport, ShortLivedManagersGetTheirReplies) {
+TEST_P(Transport, ShortLivedManagersGetTheirReplies) {
   const auto c = test_config(113);
   TestAgent a(c, "node-a", {});
   ASSERT_TRUE(a.publish({}).ok());
@@ -717,7 +753,7 @@ TEST(DdsTransport, ShortLivedManagersGetTheirReplies) {
   }
 }
 
-TEST(DdsTransport, SendToAnUnreachableHostReturnsByTheDeadline) {
+TEST_P(Transport, SendToAnUnreachableHostReturnsByTheDeadline) {
   const auto c = test_config(110);
   TestManager m(c);
   Command cmd{.id = "nobody", .issuer = "mgr", .target = Target::host("ghost"), .verb = "host.ps"};
@@ -728,7 +764,7 @@ TEST(DdsTransport, SendToAnUnreachableHostReturnsByTheDeadline) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(5));
 }
 
-TEST(DdsTransport, RejectsBadInput) {
+TEST_P(Transport, RejectsBadInput) {
   const auto c = test_config(111);
   auto t = open(c);
   ASSERT_TRUE(t);

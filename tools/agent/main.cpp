@@ -10,7 +10,8 @@
 //     "sample_ms": 1000, "history": true, "history_raw": "1h", "history_rollup_step": "1m",
 //     "history_rollup": "30d", "simulated_load": "auto",
 //     "image_dir": "/var/lib/cloudmgr/images", "storage_pool": "cloudmgr-node1",
-//     "pki": "/etc/cloudmgr/pki", "heal_after_ms": 15000
+//     "pki": "/etc/cloudmgr/pki", "heal_after_ms": 15000,
+//     "transport": "dds", "tcp_listen": "127.0.0.1:0", "tcp_directory": "/run/cloudmgr/agents"
 //   }
 // Runs until SIGINT/SIGTERM, then leaves cleanly (managers see the host go at once).
 #include <CLI/CLI.hpp>
@@ -56,12 +57,33 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
   if (!j.is_object()) {
     return cloudmgr::invalid_argument_error(fmt::format("config file '{}' is not a JSON object", path));
   }
-  static const std::set<std::string> known_keys = {
-      "host_id",        "uri",           "groups",      "state_dir",           "domain_id",
-      "interfaces",     "shared_memory", "discovery",   "initial_peers",       "lease_ms",
-      "announce_ms",    "heal_after_ms", "refresh_ms",  "allow_host_reboot",   "reboot_command",
-      "sample_ms",      "history",       "history_raw", "history_rollup_step", "history_rollup",
-      "simulated_load", "image_dir",     "storage_pool"};
+  static const std::set<std::string> known_keys = {"host_id",
+                                                   "uri",
+                                                   "groups",
+                                                   "state_dir",
+                                                   "domain_id",
+                                                   "interfaces",
+                                                   "shared_memory",
+                                                   "discovery",
+                                                   "initial_peers",
+                                                   "lease_ms",
+                                                   "announce_ms",
+                                                   "heal_after_ms",
+                                                   "refresh_ms",
+                                                   "allow_host_reboot",
+                                                   "reboot_command",
+                                                   "sample_ms",
+                                                   "history",
+                                                   "history_raw",
+                                                   "history_rollup_step",
+                                                   "history_rollup",
+                                                   "simulated_load",
+                                                   "image_dir",
+                                                   "storage_pool",
+                                                   "pki",
+                                                   "transport",
+                                                   "tcp_listen",
+                                                   "tcp_directory"};
   try {
     for (const auto& [key, value] : j.items()) {
       if (!known_keys.contains(key)) {
@@ -88,6 +110,9 @@ cloudmgr::Status load_config(const std::string& path, cloudmgr::AgentOptions& o)
                                           : cloudmgr::spi::TransportConfig::Discovery::kMulticast;
     }
     if (j.contains("pki")) o.transport.pki_dir = j["pki"].get<std::string>();
+    if (j.contains("transport")) o.transport.kind = j["transport"].get<std::string>();
+    if (j.contains("tcp_listen")) o.transport.tcp.listen = j["tcp_listen"].get<std::string>();
+    if (j.contains("tcp_directory")) o.transport.tcp.directory = j["tcp_directory"].get<std::string>();
     if (j.contains("lease_ms")) o.transport.agent_lease_ms = j["lease_ms"].get<std::uint32_t>();
     if (j.contains("announce_ms")) o.transport.announce_period_ms = j["announce_ms"].get<std::uint32_t>();
     if (j.contains("heal_after_ms")) o.heal_after_ms = j["heal_after_ms"].get<std::uint32_t>();
@@ -135,14 +160,18 @@ int main(int argc, char** argv) {
   std::optional<std::uint32_t> sample_ms, lease_ms, announce_ms, heal_after_ms;
   std::vector<std::string> star;
   std::string history_raw, history_step, history_rollup;
-  std::string image_dir, storage_pool, pki_dir;
+  std::string image_dir, storage_pool, pki_dir, tcp_listen, tcp_directory;
   app.add_option("--config", config, "JSON config file (flags override it)");
   app.add_option("--host-id", host_id, "this host's cloud-wide id");
   app.add_option("--uri", uri, "libvirt URI of this host's hypervisor, e.g. qemu:///system");
   app.add_option("--group", groups, "a group this host starts in (repeatable; persisted groups win)");
   app.add_option("--state-dir", state_dir, "directory for groups and the command journal");
   app.add_option("--domain", domain_id, "DDS domain id");
-  app.add_option("--transport", transport_kind, "dds (default) or inproc");
+  app.add_option("--transport", transport_kind, "dds (default) or tcp (client-server: managers connect to this agent)")
+      ->check(CLI::IsMember({"dds", "tcp"}));
+  app.add_option("--tcp-listen", tcp_listen, "tcp: the ADDRESS:PORT to listen on (default 127.0.0.1:0, any free port)");
+  app.add_option("--tcp-directory", tcp_directory,
+                 "tcp: record this agent's address in DIR/HOST-ID.addr, where managers look (removed on a clean stop)");
   app.add_option("--pki", pki_dir,
                  "the cloud's PKI directory: run secured as identity agent.HOST-ID (cloudctl pki issue agent HOST-ID)");
   app.add_option("--star", star,
@@ -185,6 +214,8 @@ int main(int argc, char** argv) {
   if (domain_id) o.transport.domain_id = *domain_id;
   if (!transport_kind.empty()) o.transport.kind = transport_kind;
   if (!pki_dir.empty()) o.transport.pki_dir = pki_dir;
+  if (!tcp_listen.empty()) o.transport.tcp.listen = tcp_listen;
+  if (!tcp_directory.empty()) o.transport.tcp.directory = tcp_directory;
   if (allow_reboot) o.hypervisor.reboot.enabled = true;
   if (sample_ms) o.sample_ms = *sample_ms;
   if (lease_ms) o.transport.agent_lease_ms = *lease_ms;

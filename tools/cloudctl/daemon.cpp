@@ -87,7 +87,12 @@ std::string absolute(const std::string& path) {
 nlohmann::json cloud_of(const Options& o) {
   std::vector<std::string> star = o.star;
   std::sort(star.begin(), star.end());
+  std::vector<std::string> tcp_peers = o.tcp_peers;
+  std::sort(tcp_peers.begin(), tcp_peers.end());
   return {{"transport", o.transport},
+          {"tcp_peers", tcp_peers},
+          {"tcp_directory", o.tcp_directory.empty() ? std::string() : absolute(o.tcp_directory)},
+          {"tcp_per_request", o.tcp_per_request},
           {"domain", o.domain},
           {"pki", absolute(o.pki)},
           {"identity", o.pki.empty() ? std::string() : o.identity},

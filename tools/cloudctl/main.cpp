@@ -318,7 +318,31 @@ int cli_main(int argc, char** argv) {
                  "(or $CLOUDMGR_DAEMON; default $XDG_RUNTIME_DIR/cloudmgr or /tmp/cloudmgr-UID, "
                  "cloudctl-DOMAIN.sock)");
   app.add_flag("--no-daemon", o.no_daemon, "run with a manager of this call's own even if a daemon serves the cloud");
-  app.add_option("--transport", o.transport, "dds (default)")->check(CLI::IsMember({"dds", "inproc"}));
+  if (const char* v = env("CLOUDMGR_TRANSPORT"); v != nullptr && *v != '\0') {
+    o.transport = v;
+  }
+  app.add_option("--transport", o.transport, "dds (default) or tcp, as the agents run (or $CLOUDMGR_TRANSPORT)")
+      ->check(CLI::IsMember({"dds", "tcp", "inproc"}));
+  if (const char* v = env("CLOUDMGR_TCP_PEERS"); v != nullptr && *v != '\0') {
+    std::string list = v;
+    for (std::size_t start = 0; start <= list.size();) {
+      const std::size_t comma = std::min(list.find(',', start), list.size());
+      if (comma > start) {
+        o.tcp_peers.push_back(list.substr(start, comma - start));
+      }
+      start = comma + 1;
+    }
+  }
+  if (const char* v = env("CLOUDMGR_TCP_DIRECTORY"); v != nullptr && *v != '\0') {
+    o.tcp_directory = v;
+  }
+  app.add_option("--tcp-peer", o.tcp_peers,
+                 "tcp: an agent's ADDRESS:PORT (repeatable, or $CLOUDMGR_TCP_PEERS, comma-separated)")
+      ->delimiter(',');
+  app.add_option("--tcp-directory", o.tcp_directory,
+                 "tcp: the directory where agents record their addresses (or $CLOUDMGR_TCP_DIRECTORY)");
+  app.add_flag("--tcp-per-request", o.tcp_per_request,
+               "tcp: a connection per request, one host after another, and the hosts' state polled");
   app.add_flag("--json", o.json, "JSON instead of tables");
   app.add_option("--timeout", o.timeout_s, "seconds a command may take (default 10)")->check(CLI::Range(0.1, 86400.0));
   app.add_option("--discovery", o.discovery_s, "seconds to wait for hosts to appear (default 3)")

@@ -49,6 +49,12 @@ struct Options {
   std::string identity = "admin";
   // Star discovery (--star, $CLOUDMGR_STAR): the managers' addresses; empty = multicast.
   std::vector<std::string> star;
+  // The client-server transport (--transport tcp): the agents' addresses (--tcp-peer,
+  // $CLOUDMGR_TCP_PEERS), the directory where agents record theirs (--tcp-directory,
+  // $CLOUDMGR_TCP_DIRECTORY), and a connection per request (--tcp-per-request).
+  std::vector<std::string> tcp_peers;
+  std::string tcp_directory;
+  bool tcp_per_request = false;
   // The local daemon (daemon.h): its socket (--daemon, $CLOUDMGR_DAEMON; empty = the default
   // path), or none with --no-daemon ($CLOUDMGR_DAEMON=off).
   std::string daemon;
@@ -192,6 +198,9 @@ class Session {
       t.discovery = cloudmgr::spi::TransportConfig::Discovery::kStar;
       t.initial_peers = o_.star;
     }
+    t.tcp.peers = o_.tcp_peers;
+    t.tcp.directory = o_.tcp_directory;
+    t.tcp.per_request = o_.tcp_per_request;
     // Secured, the manager's name is its authenticated identity.
     auto opened = Manager::open({.transport = t,
                                  .name = o_.pki.empty() ? fmt::format("cloudctl-{}", getpid()) : o_.identity,

@@ -1,8 +1,9 @@
 // Plug-in interface: how managers and agents exchange state, commands and replies.
 //
 // The Fast DDS implementation (lib/transport/dds) is the default; an in-process one
-// (lib/transport/inproc) serves unit tests; a TCP client-server one will follow for the
-// benchmarks. Nothing above this interface knows which one runs.
+// (lib/transport/inproc) serves unit tests; a client-server one over TCP or TLS
+// (lib/transport/tcp) is the baseline the benchmarks compare DDS with. Nothing above this
+// interface knows which one runs.
 #pragma once
 
 #include <chrono>
@@ -23,7 +24,7 @@ namespace cloudmgr::spi {
 // How a participant joins the data space. Defaults keep every packet on this machine:
 // UDP on the loopback interface only, plus shared memory.
 struct TransportConfig {
-  std::string kind = "dds";     // "dds" or "inproc"
+  std::string kind = "dds";     // "dds", "tcp" or "inproc"
   std::uint32_t domain_id = 0;  // 0-232
   // Interfaces (IPv4 addresses) UDP may use; never empty. Multicast discovery stays on them.
   std::vector<std::string> interfaces{"127.0.0.1"};
@@ -49,6 +50,26 @@ struct TransportConfig {
   // manager.<name>). Secured, a link of another identity is refused: an agent link only
   // for its own host, a manager link only under a manager identity.
   std::string identity;
+
+  // The client-server transport (kind "tcp"): agents listen, managers connect to them. With a
+  // PKI every connection is TLS 1.3 with mutual authentication by the same identities.
+  // announce_period_ms is the heartbeat (and, per request, the poll) period; agent_lease_ms
+  // how long a silent connection lives.
+  struct Tcp {
+    // Agent: the IPv4 address:port to listen on; port 0 takes any free port.
+    std::string listen = "127.0.0.1:0";
+    // Manager: agents' "address:port".
+    std::vector<std::string> peers;
+    // Both: a directory where each agent records its address (<dir>/<host id>.addr, removed
+    // when it leaves) and that managers read every announce period, in addition to `peers`.
+    // For clouds on one machine or a shared file system.
+    std::string directory;
+    // Manager: a new connection for each request, one host after another, and every host's
+    // state polled each announce period (the CIM-XML-over-HTTP pattern), instead of one
+    // persistent connection per agent, used in parallel, over which agents push their state.
+    bool per_request = false;
+  };
+  Tcp tcp;
 };
 
 // An agent's side of the transport, for one host. Thread-safe.
