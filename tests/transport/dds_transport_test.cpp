@@ -3,7 +3,12 @@
 // Two or more participants in this process, each test in its own DDS domain (100-140) or TCP
 // address directory so that test binaries can run in parallel; every participant keeps its
 // traffic on 127.0.0.1 (and shared memory). Waits are generous; no test asserts a tight time.
+#include <arpa/inet.h>
+#include <fastcdr/Cdr.h>
+#include <fastcdr/FastBuffer.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -15,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <fstream>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -30,7 +36,10 @@
 
 #include "cloudmgr/cloud.h"
 #include "cloudmgr/spi/transport.h"
+#include "cloudmgr/pki.h"
 #include "transport/dds/wire_convert.h"
+#include "transport/tcp/channel.h"
+#include "transport/tcp/session.h"
 
 extern char** environ;
 
@@ -893,6 +902,254 @@ TEST(DdsTransport, AgentInAnotherProcess) {
     EXPECT_EQ(m.log.gone, (std::vector<std::pair<std::string, bool>>{{"node-x", false}}));
     return 0;
   });
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// The client-server transport only: TLS, its own configuration, hostile peers.
+
+class TcpTransport : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fmt::format("/tmp/cloudmgr-tcp-unit-{}-{}", getpid(),
+                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(root_);
+    ASSERT_TRUE(pki::init({.dir = root_ + "/pki"}).ok());
+    for (const auto& [role, name] : std::vector<std::pair<pki::Role, std::string>>{
+             {pki::Role::kManager, "admin"}, {pki::Role::kAgent, "node-a"}, {pki::Role::kAgent, "node-b"}}) {
+      auto r = pki::issue({.dir = root_ + "/pki", .role = role, .name = name});
+      ASSERT_TRUE(r.ok()) << r.status();
+    }
+  }
+  void TearDown() override { std::filesystem::remove_all(root_); }
+
+  spi::TransportConfig config(const std::string& identity, bool secured = true, bool per_request = false) const {
+    spi::TransportConfig c;
+    c.kind = "tcp";
+    c.agent_lease_ms = 4000;
+    c.announce_period_ms = 250;
+    c.tcp.directory = root_ + "/agents";
+    c.tcp.per_request = per_request;
+    if (secured) {
+      c.pki_dir = root_ + "/pki";
+      c.identity = identity;
+    }
+    return c;
+  }
+
+  // The address agent `host` recorded.
+  tcp::Endpoint address_of(const std::string& host) const {
+    std::ifstream in(root_ + "/agents/" + host + ".addr");
+    std::string line;
+    std::getline(in, line);
+    auto e = tcp::parse_endpoint(line);
+    EXPECT_TRUE(e.ok()) << line;
+    return e.ok() ? *e : tcp::Endpoint{};
+  }
+
+  std::string root_;
+};
+
+TEST_F(TcpTransport, TlsCarriesStateAndCommandsWithTheAuthenticatedIssuer) {
+  for (const bool per_request : {false, true}) {
+    SCOPED_TRACE(per_request ? "per request" : "persistent");
+    TestAgent a(config("agent.node-a", true, per_request), "node-a", {"web"});
+    ASSERT_TRUE(a.link);
+    ASSERT_TRUE(a.publish({"web"}).ok());
+    ASSERT_TRUE(a.link->publish_vm({.host_id = "node-a", .vm = sample_vm(uuid_n(1), "vm1")}).ok());
+    TestManager m(config("manager.admin", true, per_request));
+    ASSERT_TRUE(m.link);
+    ASSERT_TRUE(m.log.has_host("node-a"));
+    EXPECT_TRUE(m.log.w.wait([&] { return m.log.vms.size() == 1; }));
+    const std::string id = per_request ? "tls-request" : "tls-persistent";
+    ASSERT_TRUE(m.send(id, Target::group("web"), {"node-a"}).ok());
+    ASSERT_TRUE(a.received(id));
+    EXPECT_TRUE(m.log.has_reply(id, "node-a"));
+    a.w.read([&] {
+      EXPECT_EQ(a.commands.back().authenticated_issuer, "CN=admin, OU=manager, O=cloudmgr");
+      EXPECT_EQ(a.commands.back().issuer, "mgr");  // claimed, not verified
+      return 0;
+    });
+    ASSERT_TRUE(a.link->leave().ok());
+    EXPECT_TRUE(m.log.w.wait([&] { return !m.log.gone.empty(); }));
+    m.log.w.read([&] {
+      EXPECT_EQ(m.log.gone, (std::vector<std::pair<std::string, bool>>{{"node-a", true}}));
+      return 0;
+    });
+  }
+}
+
+TEST_F(TcpTransport, IdentitiesAreCheckedWhenLinksOpen) {
+  // An agent identity cannot act as another host, nor as a manager; a manager not as an agent.
+  auto t = open(config("agent.node-a"));
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->open_agent("node-b", {}, {}).status().code(), StatusCode::kPermissionDenied);
+  EXPECT_EQ(t->open_manager("x", {}).status().code(), StatusCode::kPermissionDenied);
+  auto m = open(config("manager.admin"));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->open_agent("node-a", {}, {}).status().code(), StatusCode::kPermissionDenied);
+  // An identity the PKI never issued: the file is named.
+  auto ghost = open(config("manager.ghost"));
+  ASSERT_TRUE(ghost);
+  const Status s = ghost->open_manager("ghost", {}).status();
+  EXPECT_EQ(s.code(), StatusCode::kNotFound) << s;
+  EXPECT_NE(s.message().find("manager.ghost"), std::string::npos) << s;
+}
+
+TEST_F(TcpTransport, AnAgentRefusesPeersThatAreNotManagers) {
+  TestAgent a(config("agent.node-a"), "node-a", {});
+  ASSERT_TRUE(a.link);
+  ASSERT_TRUE(a.publish({}).ok());
+  const tcp::Endpoint at = address_of("node-a");
+  // Another agent's identity, as a client: authenticated, then refused before any state.
+  auto tls = tcp::TlsContext::open(root_ + "/pki", pki::Role::kAgent, "node-b", false);
+  ASSERT_TRUE(tls.ok()) << tls.status();
+  auto ch = tcp::Channel::connect(at, *tls, tcp::Clock::now() + seconds(5));
+  ASSERT_TRUE(ch.ok()) << ch.status();
+  tcp::Session::Options o;
+  o.deadline = tcp::Clock::now() + seconds(5);
+  tcp::Session s(std::move(*ch), o);
+  std::vector<tcp::FrameType> got;
+  tcp::Session::Handler h;
+  h.on_open = [](tcp::Session& session) -> Status {
+    const std::vector<std::uint8_t> hello{0, 'x'};
+    session.post(tcp::FrameType::kHello, hello);
+    return {};
+  };
+  h.on_frame = [&](tcp::Session&, tcp::Frame& f) { got.push_back(f.type); };
+  const Status ended = s.run(h);
+  EXPECT_EQ(ended.code(), StatusCode::kUnavailable) << ended;  // the agent closed it
+  EXPECT_TRUE(got.empty());
+  // Plain TCP to a TLS agent: no frame is ever taken as one.
+  auto plain = tcp::Channel::connect(at, nullptr, tcp::Clock::now() + seconds(5));
+  ASSERT_TRUE(plain.ok());
+  tcp::Session p(std::move(*plain), o);
+  got.clear();
+  EXPECT_FALSE(p.run(h).ok());
+  EXPECT_TRUE(got.empty());
+  // The agent still serves its managers.
+  TestManager m(config("manager.admin"));
+  EXPECT_TRUE(m.log.has_host("node-a"));
+}
+
+TEST_F(TcpTransport, AManagerTakesAHostsStateOnlyFromThatHostsIdentity) {
+  // A rogue agent with the identity agent.node-b publishes the state of node-a.
+  auto tls = tcp::TlsContext::open(root_ + "/pki", pki::Role::kAgent, "node-b", true);
+  ASSERT_TRUE(tls.ok());
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof addr;
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::filesystem::create_directories(root_ + "/agents");
+  std::ofstream(root_ + "/agents/node-a.addr") << "127.0.0.1:" << ntohs(addr.sin_port) << "\n";
+  std::atomic<int> served{0};
+  std::thread rogue([&] {
+    const int fd = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    auto ch = tcp::Channel::adopt(fd, *tls);
+    ASSERT_TRUE(ch.ok());
+    tcp::Session::Options o;
+    o.deadline = tcp::Clock::now() + seconds(5);
+    tcp::Session s(std::move(*ch), o);
+    tcp::Session::Handler h;
+    h.on_frame = [&](tcp::Session& session, tcp::Frame& f) {
+      if (f.type != tcp::FrameType::kHello) {
+        return;
+      }
+      HostView v;
+      v.info.id = "node-a";
+      const wire::HostStatus w = to_wire(v);
+      std::vector<std::uint8_t> b(wire::HostStatus::getCdrSerializedSize(w) + 4);
+      eprosima::fastcdr::FastBuffer fb(reinterpret_cast<char*>(b.data()), b.size());
+      eprosima::fastcdr::Cdr ser(fb, eprosima::fastcdr::Cdr::DEFAULT_ENDIAN, eprosima::fastcdr::Cdr::DDS_CDR);
+      ser.serialize_encapsulation();
+      w.serialize(ser);
+      b.resize(ser.getSerializedDataLength());
+      session.post(tcp::FrameType::kHost, b);
+      ++served;
+    };
+    EXPECT_FALSE(s.run(h).ok());  // the manager hangs up on it
+  });
+  {
+    TestManager m(config("manager.admin"));
+    ASSERT_TRUE(m.link);
+    rogue.join();
+    EXPECT_EQ(served.load(), 1);
+    std::this_thread::sleep_for(milliseconds(300));
+    m.log.w.read([&] {
+      EXPECT_TRUE(m.log.hosts.empty());
+      return 0;
+    });
+  }
+  close(listener);
+}
+
+TEST_F(TcpTransport, MalformedFramesEndOnlyTheirConnection) {
+  TestAgent a(config("", false), "node-a", {});
+  ASSERT_TRUE(a.link);
+  ASSERT_TRUE(a.publish({}).ok());
+  const tcp::Endpoint at = address_of("node-a");
+  for (const std::vector<std::uint8_t>& junk :
+       {std::vector<std::uint8_t>{0xff, 0xff, 0xff, 0xff, 1}, std::vector<std::uint8_t>{0, 0, 0, 2, 99, 0},
+        std::vector<std::uint8_t>{0, 0, 0, 5, 10, 0, 1, 0, 0}}) {  // too long, unknown type, truncated command
+    auto ch = tcp::Channel::connect(at, nullptr, tcp::Clock::now() + seconds(5));
+    ASSERT_TRUE(ch.ok());
+    ASSERT_TRUE((*ch)->send(junk).ok());
+    tcp::Session::Options o;
+    o.deadline = tcp::Clock::now() + milliseconds(500);
+    tcp::Session s(std::move(*ch), o);
+    std::vector<tcp::FrameType> got;
+    tcp::Session::Handler h;
+    h.on_frame = [&](tcp::Session&, tcp::Frame& f) { got.push_back(f.type); };
+    EXPECT_FALSE(s.run(h).ok());  // closed by the agent, or our deadline
+    EXPECT_TRUE(got.empty());
+  }
+  a.w.read([&] {
+    EXPECT_TRUE(a.commands.empty());
+    return 0;
+  });
+  TestManager m(config("", false));
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  ASSERT_TRUE(m.send("after-junk", Target::host("node-a"), {"node-a"}).ok());
+  EXPECT_TRUE(m.log.has_reply("after-junk", "node-a"));
+}
+
+TEST_F(TcpTransport, BadConfigurationIsRefusedNamingTheField) {
+  auto c = config("", false);
+  c.tcp.listen = "localhost:80";
+  auto t = spi::open_transport(c);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("tcp.listen"), std::string::npos) << t.status();
+  c = config("", false);
+  c.tcp.peers = {"127.0.0.1"};
+  t = spi::open_transport(c);
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("tcp.peers"), std::string::npos) << t.status();
+  c = config("", false);
+  c.tcp.directory.clear();
+  auto ok = spi::open_transport(c);
+  ASSERT_TRUE(ok.ok());
+  const Status s = (*ok)->open_manager("m", {}).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s;
+  EXPECT_NE(s.message().find("tcp.peers"), std::string::npos) << s;
+}
+
+TEST_F(TcpTransport, ExplicitPeersWorkWithoutADirectory) {
+  auto ac = config("", false);
+  TestAgent a(ac, "node-a", {});
+  ASSERT_TRUE(a.link);
+  ASSERT_TRUE(a.publish({}).ok());
+  auto mc = config("", false);
+  mc.tcp.directory.clear();
+  mc.tcp.peers = {address_of("node-a").text()};
+  TestManager m(mc);
+  ASSERT_TRUE(m.log.has_host("node-a"));
+  ASSERT_TRUE(m.send("by-peer", Target::all(), {"node-a"}).ok());
+  EXPECT_TRUE(m.log.has_reply("by-peer", "node-a"));
 }
 
 }  // namespace
