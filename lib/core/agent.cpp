@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -36,6 +37,14 @@
 namespace cloudmgr {
 
 namespace {
+
+// Verbs that change nothing on the host (host.info only republishes its state): executing one
+// twice is harmless, so they are not journaled (at most once is for the others).
+bool is_read_only(std::string_view verb) {
+  static constexpr std::array<std::string_view, 6> kReadOnly = {"host.info", "host.ps",       "host.audit",
+                                                                "vm.show",   "snapshot.list", "monitor.history"};
+  return std::find(kReadOnly.begin(), kReadOnly.end(), verb) != kReadOnly.end();
+}
 
 // "host.audit" answers with the newest entries: this many unless asked, at most the maximum
 // (a reply of ~300 bytes per entry).
@@ -475,6 +484,23 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
   void handle(const Command& c) {
     CommandReply reply;
     reply.command_id = c.id;
+    if (is_read_only(c.verb)) {
+      // Nothing to run at most once: a repeat reads again. No journal entry, so no two syncs.
+      if (c.deadline_ns <= 0) {
+        reply.status = invalid_argument_error("command has no deadline; not executed");
+      } else if (const std::int64_t now = now_ns(); now > c.deadline_ns) {
+        reply.status = deadline_exceeded_error(
+            fmt::format("command arrived {} ms after its deadline; not executed", (now - c.deadline_ns) / 1'000'000));
+      } else if (Status s = validate_command(c.verb, c.arguments); !s.ok()) {
+        reply.status = s;
+      } else {
+        reply = execute(c);
+        reply.command_id = c.id;
+        ++executed;
+      }
+      send_reply(std::move(reply));
+      return;
+    }
     auto earlier = journal->begin(c.id, c.verb, c.issuer, c.deadline_ns);
     if (!earlier.ok()) {
       reply.status = earlier.status().with_context("recording the command in the journal");

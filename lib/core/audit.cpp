@@ -30,7 +30,7 @@ AuditLog::AuditLog(std::string path, int fd) : path_(std::move(path)), fd_(fd) {
 
 AuditLog::~AuditLog() { ::close(fd_); }
 
-Status AuditLog::append(const std::string& line) {
+Status AuditLog::append(const std::string& line, bool sync) {
   const std::lock_guard lock(mutex_);
   // After a failed write the file may end in half a line: start on a fresh one.
   if (Status s = write_all(fd_, torn_ ? "\n" + line : line, path_); !s.ok()) {
@@ -38,7 +38,7 @@ Status AuditLog::append(const std::string& line) {
     return s;
   }
   torn_ = false;
-  if (::fdatasync(fd_) != 0) {
+  if (sync && ::fdatasync(fd_) != 0) {
     return unavailable_error(errno_error(errno, fmt::format("syncing '{}'", path_)).message());
   }
   return {};
@@ -58,7 +58,7 @@ Status AuditLog::received(const Command& c, std::int64_t received_ns) {
                          {"verb", c.verb},
                          {"arguments", args}};
   // Replaced, never thrown: an argument is any text a manager sent.
-  return append(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return append(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", true);
 }
 
 Status AuditLog::result(const std::string& command_id, const Status& outcome, std::int64_t completed_ns) {
@@ -67,7 +67,7 @@ Status AuditLog::result(const std::string& command_id, const Status& outcome, st
                          {"id", command_id},
                          {"code", static_cast<int>(outcome.code())},
                          {"message", outcome.message()}};
-  return append(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  return append(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", false);
 }
 
 Result<std::vector<AuditEntry>> read_audit_log(const std::string& path, std::int64_t since_ns,

@@ -15,9 +15,11 @@
 
 namespace cloudmgr {
 
-// Append-only JSON lines in one file (mode 0600), each synced before the call returns; never
-// rewritten or compacted. Two lines per command: "received" (before it executes) and
-// "result". Thread-safe.
+// Append-only JSON lines in one file (mode 0600); never rewritten or compacted. Two lines per
+// command: "received", synced before the call returns (before the command executes), and
+// "result", written but not synced: the next line's sync carries it to the disk, and a crash
+// in between leaves the command with no outcome recorded, which readers show as such (one sync
+// per command instead of two: bench/README.md, "DDS vs client-server"). Thread-safe.
 class AuditLog {
  public:
   // Opens `path` for appending, creating it if missing. kUnavailable when it cannot.
@@ -32,7 +34,7 @@ class AuditLog {
 
  private:
   AuditLog(std::string path, int fd);
-  Status append(const std::string& line);
+  Status append(const std::string& line, bool sync);
 
   const std::string path_;
   const int fd_;
