@@ -16,8 +16,10 @@
 //     CPU per command of the manager process (getrusage) and of the agents (/proc/PID/stat),
 //     net of the same processes' idle CPU (measured over 2 s before); packets and bytes on lo per
 //     command, net of the idle traffic over the same 2 s (idle_bytes_per_s: the keep-alive cost);
-//     resident memory of the manager and of the agents (VmRSS); start-up: agents spawned until the
+//     resident memory the manager added to this process and the agents' (VmRSS); start-up: agents spawned until the
 //     Manager saw every host (startup_s), and a fresh Manager listing every host (fresh_list_s).
+//   BM_Startup/N:n/profile:p/secured:s: start-up and discovery alone, per discovery profile
+//     (DDS multicast, DDS star, TCP persistent, TCP per request).
 //   BM_GroupOf8InFleet/transport:t: 64 agents, 8 of them in group "g8": bytes on the wire per
 //     command to the group against a command to all 64.
 //
@@ -393,6 +395,7 @@ struct Setup {
   int transport = 0;  // 0 dds, 1 tcp persistent, 2 tcp per request, 3 bare Fast DDS (agents and manager)
   bool secured = false;
   std::uint32_t domain = kDomain;
+  bool star = false;  // DDS: the star discovery profile (agents announce only to the manager's address)
 };
 
 const char* transport_name(int t) {
@@ -469,6 +472,10 @@ class Fleet {
     cloudmgr::spi::TransportConfig t;
     t.domain_id = setup_.domain;
     t.shared_memory = false;
+    if (setup_.star) {
+      t.discovery = cloudmgr::spi::TransportConfig::Discovery::kStar;
+      t.initial_peers = {"127.0.0.1"};
+    }
     if (setup_.transport != 0) {
       t.kind = "tcp";
       t.tcp.directory = (dir_ / "agents").string();
@@ -528,6 +535,9 @@ class Fleet {
     }
     if (setup_.transport != 0) {
       args.insert(args.end(), {"--transport", "tcp", "--tcp-directory", (dir_ / "agents").string()});
+    }
+    if (setup_.star) {
+      args.insert(args.end(), {"--star", "127.0.0.1"});
     }
     if (setup_.secured) {
       args.insert(args.end(), {"--pki", (dir_ / "pki").string()});
@@ -602,6 +612,7 @@ void BM_GroupCommand(benchmark::State& state) {
       state.SkipWithError(fleet.error().c_str());
       return;
     }
+    const double rss0 = rss_bytes("self");
     // The manager side: the library's Manager, or (transport 3) a bare Fast DDS participant.
     std::unique_ptr<cloudmgr::Manager> m;
     std::unique_ptr<BareParticipant> bare;
@@ -693,7 +704,9 @@ void BM_GroupCommand(benchmark::State& state) {
         return;
       }
     }
-    // Idle: what the processes and the wire cost with nothing to do.
+    // Idle: what the processes and the wire cost with nothing to do, once the fresh manager's
+    // meeting (secured: its handshakes) has settled.
+    std::this_thread::sleep_for(milliseconds(1000));
     const double idle_mgr0 = process_cpu_s();
     const double idle_agents0 = fleet.agents_cpu_s();
     const Wire idle0 = lo_counters();
@@ -733,9 +746,10 @@ void BM_GroupCommand(benchmark::State& state) {
     state.counters["agents_cpu_us"] = ((fleet.agents_cpu_s() - agents0) - idle_agents_per_s * window_s) / k * 1e6;
     state.counters["packets"] = ((w1.packets - w0.packets) - idle_packets_per_s * window_s) / k;
     state.counters["bytes"] = ((w1.bytes - w0.bytes) - idle_bytes_per_s * window_s) / k;
+    state.counters["bytes_raw"] = (w1.bytes - w0.bytes) / k;  // idle traffic included
     state.counters["idle_bytes_per_s"] = idle_bytes_per_s;
     state.counters["idle_packets_per_s"] = idle_packets_per_s;
-    state.counters["mgr_rss_mib"] = rss_bytes("self") / (1 << 20);
+    state.counters["mgr_rss_mib"] = (rss_bytes("self") - rss0) / (1 << 20);  // what the manager added
     state.counters["agents_rss_mib"] = fleet.agents_rss() / (1 << 20);
     state.counters["startup_s"] = startup_s;
     state.counters["fresh_list_s"] = fresh_list_s;
@@ -793,6 +807,53 @@ void BM_GroupOf8InFleet(benchmark::State& state) {
     state.SetLabel(transport_name(setup.transport));
   }
 }
+
+// Start-up and discovery: agents spawned until a Manager saw every host, then a fresh Manager
+// (a new participant, as each cloudctl call) until it saw every host. profile: 0 DDS multicast,
+// 1 DDS star, 2 TCP persistent, 3 TCP per request.
+void BM_Startup(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  const int profile = static_cast<int>(state.range(1));
+  const Setup setup{.transport = profile <= 1 ? 0 : profile - 1, .secured = state.range(2) != 0, .star = profile == 1};
+  if (n > env_int("CLOUDMGR_BENCH_MAX_N", 16)) {
+    state.SkipWithError("N above CLOUDMGR_BENCH_MAX_N");
+    return;
+  }
+  for (auto _ : state) {
+    (void)_;
+    RunDir dir;
+    Fleet fleet(setup, dir.path(), n, 0);
+    if (!fleet.error().empty()) {
+      state.SkipWithError(fleet.error().c_str());
+      return;
+    }
+    auto m = open_manager(fleet, "bench");
+    if (!m || !m->wait_for_hosts(static_cast<std::size_t>(n), kHostsTimeout).ok()) {
+      state.SkipWithError("not every agent was seen in time");
+      return;
+    }
+    const double startup_s = seconds_of(Clock::now() - fleet.started());
+    const auto f0 = Clock::now();
+    auto fresh = open_manager(fleet, "fresh");
+    if (!fresh || !fresh->wait_for_hosts(static_cast<std::size_t>(n), kHostsTimeout).ok()) {
+      state.SkipWithError("a fresh manager did not see every agent in time");
+      return;
+    }
+    const double fresh_s = seconds_of(Clock::now() - f0);
+    state.SetIterationTime(startup_s);
+    state.counters["startup_s"] = startup_s;
+    state.counters["fresh_list_s"] = fresh_s;
+    static constexpr const char* kProfiles[] = {"DDS multicast", "DDS star", "TCP persistent", "TCP per request"};
+    state.SetLabel(fmt::format("{}{}", kProfiles[profile], setup.secured ? " secured" : ""));
+  }
+}
+
+BENCHMARK(BM_Startup)
+    ->ArgNames({"N", "profile", "secured"})
+    ->ArgsProduct({{1, 4, 16, 64}, {0, 1, 2, 3}, {0, 1}})
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond);
 
 void group_command_args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"N", "transport", "secured", "paced"});

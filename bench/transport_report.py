@@ -9,8 +9,9 @@ import os
 import re
 import sys
 
-NAMES = {0: "DDS", 1: "TCP persistent", 2: "TCP per request"}
-COLORS = {0: "#1f77b4", 1: "#2ca02c", 2: "#d62728"}
+NAMES = {0: "DDS", 1: "TCP persistent", 2: "TCP per request", 3: "bare Fast DDS"}
+COLORS = {0: "#1f77b4", 1: "#2ca02c", 2: "#d62728", 3: "#7f7f7f"}
+PROFILES = {0: "DDS multicast", 1: "DDS star", 2: "TCP persistent", 3: "TCP per request"}
 BEGIN = "<!-- transport_bench:begin (scripts/bench writes this part) -->"
 END = "<!-- transport_bench:end -->"
 
@@ -20,10 +21,10 @@ def parse(name):
     return {k: int(v) for k, v in fields.items()}
 
 
-def load(path):
+def load(path, prefix="BM_GroupCommand"):
     points = []
     for r in json.load(open(path))["benchmarks"]:
-        if not r["name"].startswith("BM_GroupCommand") or r.get("error_occurred"):
+        if not r["name"].startswith(prefix + "/") or r.get("error_occurred"):
             continue
         p = parse(r["name"])
         p.update({k: v for k, v in r.items() if isinstance(v, (int, float))})
@@ -83,6 +84,14 @@ def svg_chart(title, ylabel, series, path, log_y=False):
         f.write("\n".join(out) + "\n")
 
 
+def bytes_text(p):
+    # Net of idle traffic; when the idle window was not steady (secured handshakes still under
+    # way) the net figure is meaningless: show the raw one, marked.
+    if p["bytes"] > 0 and p["bytes"] >= 0.5 * p.get("bytes_raw", p["bytes"]):
+        return f"{p['bytes']:.0f}"
+    return f"{p.get('bytes_raw', 0):.0f} raw*"
+
+
 def main():
     result, readme, plots, machine = sys.argv[1:5]
     points = load(result)
@@ -92,7 +101,7 @@ def main():
 
     def series(metric, scale=1.0):
         s = {}
-        for t in (0, 1, 2):
+        for t in (3, 0, 1, 2):
             for sec in (0, 1):
                 pts = [(p["N"], p[metric] * scale) for p in back if p["transport"] == t and p["secured"] == sec]
                 if pts:
@@ -106,13 +115,15 @@ def main():
     svg_chart("Bytes on the wire per command", "bytes", series("bytes"), os.path.join(plots, "bytes.svg"), log_y=True)
 
     lines = [BEGIN, "", f"Machine: {machine}", "",
-             "| N | transport | secured | p50 ms | p90 ms | p99 ms | CPU/cmd manager us | CPU/cmd agents us | packets/cmd | bytes/cmd | idle B/s | RSS manager MiB | RSS agents MiB | start-up s | fresh list s |",
+             "| N | transport | secured | p50 ms | p90 ms | p99 ms | CPU/cmd manager us | CPU/cmd agents us | packets/cmd | bytes/cmd | idle B/s | RSS added by the manager MiB | RSS agents MiB | start-up s | fresh list s |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in sorted(back, key=lambda p: (p["secured"], p["N"], p["transport"])):
         lines.append(
             f"| {p['N']} | {NAMES[p['transport']]} | {'yes' if p['secured'] else 'no'} | {p['p50_ms']:.2f} | {p['p90_ms']:.2f} | "
-            f"{p['p99_ms']:.2f} | {p['mgr_cpu_us']:.0f} | {p['agents_cpu_us']:.0f} | {p['packets']:.1f} | {p['bytes']:.0f} | "
+            f"{p['p99_ms']:.2f} | {p['mgr_cpu_us']:.0f} | {p['agents_cpu_us']:.0f} | {p['packets']:.1f} | {bytes_text(p)} | "
             f"{p['idle_bytes_per_s']:.0f} | {p['mgr_rss_mib']:.1f} | {p['agents_rss_mib']:.1f} | {p['startup_s']:.2f} | {p['fresh_list_s']:.3f} |")
+    lines += ["", "raw*: idle traffic included (the idle window before it was not steady: secured handshakes "
+              "still under way), so not comparable with the net figures."]
     if paced:
         lines += ["", "Paced, one command a second (16 agents, unsecured), against back to back:", "",
                   "| transport | paced p50 ms | paced p99 ms | back-to-back p50 ms |", "|---|---|---|---|"]
@@ -120,6 +131,34 @@ def main():
             b2b = [q for q in back if q["transport"] == p["transport"] and q["N"] == p["N"] and q["secured"] == 0]
             lines.append(f"| {NAMES[p['transport']]} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
                          f"{b2b[0]['p50_ms']:.2f} |" if b2b else f"| {NAMES[p['transport']]} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | |")
+    bare = {p["N"]: p for p in back if p["transport"] == 3}
+    lib = {p["N"]: p for p in back if p["transport"] == 0 and p["secured"] == 0}
+    if bare and lib:
+        lines += ["", "Library overhead: libcloudmgr over DDS against the bare Fast DDS programs (same QoS, same run):", "",
+                  "| N | p50 library / bare | p99 library / bare | CPU per command library / bare (manager + agents) |",
+                  "|---|---|---|---|"]
+        for n in sorted(set(bare) & set(lib)):
+            b, m = bare[n], lib[n]
+            cpu_b = b["mgr_cpu_us"] + b["agents_cpu_us"]
+            cpu_m = m["mgr_cpu_us"] + m["agents_cpu_us"]
+            lines.append(f"| {n} | {m['p50_ms']:.2f} / {b['p50_ms']:.2f} ms = {m['p50_ms'] / b['p50_ms']:.2f}x | "
+                         f"{m['p99_ms']:.2f} / {b['p99_ms']:.2f} ms = {m['p99_ms'] / b['p99_ms']:.2f}x | "
+                         f"{cpu_m:.0f} / {cpu_b:.0f} us = {cpu_m / cpu_b:.2f}x |")
+    startup = load(result, "BM_Startup")
+    if startup:
+        lines += ["", "Start-up and discovery (agents spawned until a Manager saw every host; then a fresh Manager, "
+                  "a new participant as each cloudctl call, until it saw every host):", "",
+                  "| N | profile | secured | all seen after start s | fresh manager lists all s |", "|---|---|---|---|---|"]
+        for p in sorted(startup, key=lambda p: (p["secured"], p["N"], p["profile"])):
+            lines.append(f"| {p['N']} | {PROFILES[p['profile']]} | {'yes' if p['secured'] else 'no'} | "
+                         f"{p['startup_s']:.2f} | {p['fresh_list_s']:.3f} |")
+    fleet = load(result, "BM_GroupOf8InFleet")
+    if fleet:
+        lines += ["", "A group of 8 inside a fleet of 64 (bytes on lo per command):", "",
+                  "| transport | group of 8 | all 64 | p50 group of 8 ms | p50 all 64 ms |", "|---|---|---|---|---|"]
+        for p in sorted(fleet, key=lambda p: p["transport"]):
+            lines.append(f"| {NAMES[p['transport']]} | {p['g8_bytes']:.0f} | {p['all64_bytes']:.0f} | "
+                         f"{p['g8_p50_ms']:.2f} | {p['all64_p50_ms']:.2f} |")
     lines += ["", "![latency](plots/latency.svg) ![cpu](plots/cpu.svg) ![bytes](plots/bytes.svg)", "", END]
     text = open(readme).read()
     block = "\n".join(lines)
@@ -132,7 +171,7 @@ def main():
 
 def _sum(points, metrics, scale):
     s = {}
-    for t in (0, 1, 2):
+    for t in (3, 0, 1, 2):
         for sec in (0, 1):
             pts = [(p["N"], sum(p[m] for m in metrics) * scale) for p in points if p["transport"] == t and p["secured"] == sec]
             if pts:

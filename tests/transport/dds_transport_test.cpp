@@ -8,10 +8,10 @@
 #include <fastcdr/FastBuffer.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,8 +20,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
-#include <fstream>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <memory>
@@ -35,8 +35,8 @@
 #include <fmt/format.h>
 
 #include "cloudmgr/cloud.h"
-#include "cloudmgr/spi/transport.h"
 #include "cloudmgr/pki.h"
+#include "cloudmgr/spi/transport.h"
 #include "transport/dds/wire_convert.h"
 #include "transport/tcp/channel.h"
 #include "transport/tcp/session.h"
@@ -903,7 +903,6 @@ TEST(DdsTransport, AgentInAnotherProcess) {
     return 0;
   });
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // The client-server transport only: TLS, its own configuration, hostile peers.
