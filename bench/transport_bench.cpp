@@ -57,6 +57,7 @@
 #include <fastdds/dds/topic/TypeSupport.hpp>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -421,6 +422,38 @@ class RunDir {
   fs::path path_;
 };
 
+// Every agent process alive, for the stop-signal handler (async-signal-safe: atomics only).
+constexpr std::size_t kMaxAgents = 128;
+std::array<std::atomic<pid_t>, kMaxAgents> g_live_agents{};
+
+void remember_agent(pid_t pid) {
+  for (auto& slot : g_live_agents) {
+    pid_t empty = 0;
+    if (slot.compare_exchange_strong(empty, pid)) {
+      return;
+    }
+  }
+}
+
+void forget_agent(pid_t pid) {
+  for (auto& slot : g_live_agents) {
+    pid_t p = pid;
+    if (slot.compare_exchange_strong(p, 0)) {
+      return;
+    }
+  }
+}
+
+// Interrupted (SIGINT, SIGTERM): stop the agents this run started, then end.
+void on_stop_signal(int sig) {
+  for (auto& slot : g_live_agents) {
+    if (const pid_t pid = slot.load(); pid > 0) {
+      kill(pid, SIGTERM);
+    }
+  }
+  _exit(128 + sig);
+}
+
 // n agent processes; stopped (SIGTERM, a clean leave) when destroyed.
 class Fleet {
  public:
@@ -459,6 +492,7 @@ class Fleet {
         kill(p, SIGKILL);
         waitpid(p, &st, 0);
       }
+      forget_agent(p);
     }
   }
   Fleet(const Fleet&) = delete;
@@ -560,6 +594,7 @@ class Fleet {
     pid_t pid = -1;
     if (posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ) == 0) {
       pids_.push_back(pid);
+      remember_agent(pid);
     } else {
       error_ = "cannot start " + args[0];
     }
@@ -889,6 +924,10 @@ int main(int argc, char** argv) {
   }
   // Before any thread: unshare(CLONE_NEWNET) applies to the calling thread only.
   g_netns = env_int("CLOUDMGR_BENCH_NETNS", 1) != 0 && enter_private_netns();
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) {
     return 1;
