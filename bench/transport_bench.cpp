@@ -614,6 +614,33 @@ std::unique_ptr<cloudmgr::Manager> open_manager(const Fleet& fleet, const std::s
   return m.ok() ? std::move(*m) : nullptr;
 }
 
+// A Manager that has seen all `n` agents of `fleet`, with the start-up time (agents spawned
+// until then) and a fresh Manager's time to see them all; nullptr (and `error`) otherwise.
+struct Met {
+  std::unique_ptr<cloudmgr::Manager> manager;
+  double startup_s = 0;
+  double fresh_list_s = 0;
+  const char* error = nullptr;
+};
+
+Met meet(const Fleet& fleet, int n) {
+  Met out;
+  out.manager = open_manager(fleet, "bench");
+  if (!out.manager || !out.manager->wait_for_hosts(static_cast<std::size_t>(n), kHostsTimeout).ok()) {
+    out.error = "not every agent was seen in time";
+    return out;
+  }
+  out.startup_s = seconds_of(Clock::now() - fleet.started());
+  const auto f0 = Clock::now();
+  auto fresh = open_manager(fleet, "fresh");
+  if (!fresh || !fresh->wait_for_hosts(static_cast<std::size_t>(n), kHostsTimeout).ok()) {
+    out.error = "a fresh manager did not see every agent in time";
+    return out;
+  }
+  out.fresh_list_s = seconds_of(Clock::now() - f0);
+  return out;
+}
+
 // One command to `target` that every expected host answered ok; its latency in ms (nullopt otherwise).
 std::optional<double> command(cloudmgr::Manager& m, const cloudmgr::Target& target) {
   const auto t0 = Clock::now();
@@ -718,19 +745,14 @@ void BM_GroupCommand(benchmark::State& state) {
         return seconds_of(Clock::now() - t) * 1e3;
       };
     } else {
-      m = open_manager(fleet, "bench");
-      if (!m || !m->wait_for_hosts(static_cast<std::size_t>(n), kHostsTimeout).ok()) {
-        state.SkipWithError("not every agent was seen in time");
+      Met met = meet(fleet, n);
+      if (met.error != nullptr) {
+        state.SkipWithError(met.error);
         return;
       }
-      startup_s = seconds_of(Clock::now() - fleet.started());
-      const auto f0 = Clock::now();
-      auto fresh = open_manager(fleet, "fresh");
-      if (!fresh || !fresh->wait_for_hosts(static_cast<std::size_t>(n), kHostsTimeout).ok()) {
-        state.SkipWithError("a fresh manager did not see every agent in time");
-        return;
-      }
-      fresh_list_s = seconds_of(Clock::now() - f0);
+      m = std::move(met.manager);
+      startup_s = met.startup_s;
+      fresh_list_s = met.fresh_list_s;
       send_one = [&] { return command(*m, cloudmgr::Target::group("bench")); };
     }
     for (int i = 0; i < kWarmupCommands; ++i) {
@@ -862,19 +884,13 @@ void BM_Startup(benchmark::State& state) {
       state.SkipWithError(fleet.error().c_str());
       return;
     }
-    auto m = open_manager(fleet, "bench");
-    if (!m || !m->wait_for_hosts(static_cast<std::size_t>(n), kHostsTimeout).ok()) {
-      state.SkipWithError("not every agent was seen in time");
+    const Met met = meet(fleet, n);
+    if (met.error != nullptr) {
+      state.SkipWithError(met.error);
       return;
     }
-    const double startup_s = seconds_of(Clock::now() - fleet.started());
-    const auto f0 = Clock::now();
-    auto fresh = open_manager(fleet, "fresh");
-    if (!fresh || !fresh->wait_for_hosts(static_cast<std::size_t>(n), kHostsTimeout).ok()) {
-      state.SkipWithError("a fresh manager did not see every agent in time");
-      return;
-    }
-    const double fresh_s = seconds_of(Clock::now() - f0);
+    const double startup_s = met.startup_s;
+    const double fresh_s = met.fresh_list_s;
     state.SetIterationTime(startup_s);
     state.counters["startup_s"] = startup_s;
     state.counters["fresh_list_s"] = fresh_s;

@@ -481,23 +481,31 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
     (void)with_link([&](spi::AgentLink& l) { return l.reply(reply); });
   }
 
+  // Executes `c` unless it has no deadline, arrived past it or does not validate; the reply.
+  CommandReply run_checked(const Command& c) {
+    CommandReply reply;
+    const std::int64_t now = now_ns();
+    if (c.deadline_ns <= 0) {
+      reply.status = invalid_argument_error("command has no deadline; not executed");
+    } else if (now > c.deadline_ns) {
+      reply.status = deadline_exceeded_error(
+          fmt::format("command arrived {} ms after its deadline; not executed", (now - c.deadline_ns) / 1'000'000));
+    } else if (Status s = validate_command(c.verb, c.arguments); !s.ok()) {
+      reply.status = s;
+    } else {
+      reply = execute(c);
+      ++executed;
+    }
+    reply.command_id = c.id;
+    return reply;
+  }
+
   void handle(const Command& c) {
     CommandReply reply;
     reply.command_id = c.id;
     if (is_read_only(c.verb)) {
       // Nothing to run at most once: a repeat reads again. No journal entry, so no two syncs.
-      if (c.deadline_ns <= 0) {
-        reply.status = invalid_argument_error("command has no deadline; not executed");
-      } else if (const std::int64_t now = now_ns(); now > c.deadline_ns) {
-        reply.status = deadline_exceeded_error(
-            fmt::format("command arrived {} ms after its deadline; not executed", (now - c.deadline_ns) / 1'000'000));
-      } else if (Status s = validate_command(c.verb, c.arguments); !s.ok()) {
-        reply.status = s;
-      } else {
-        reply = execute(c);
-        reply.command_id = c.id;
-        ++executed;
-      }
+      reply = run_checked(c);
       send_reply(std::move(reply));
       return;
     }
@@ -526,19 +534,7 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
       const std::lock_guard lock(in_flight_mutex);
       in_flight.insert(c.id);
     }
-    const std::int64_t now = now_ns();
-    if (c.deadline_ns <= 0) {
-      reply.status = invalid_argument_error("command has no deadline; not executed");
-    } else if (now > c.deadline_ns) {
-      reply.status = deadline_exceeded_error(
-          fmt::format("command arrived {} ms after its deadline; not executed", (now - c.deadline_ns) / 1'000'000));
-    } else if (Status s = validate_command(c.verb, c.arguments); !s.ok()) {
-      reply.status = s;
-    } else {
-      reply = execute(c);
-      reply.command_id = c.id;
-      ++executed;
-    }
+    reply = run_checked(c);
     if (Status s = journal->finish(c.id, reply.status); !s.ok() && reply.status.ok()) {
       reply.status = s.with_context("the command ran but its outcome could not be journaled");
     }

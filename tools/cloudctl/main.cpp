@@ -297,16 +297,19 @@ int cli_main(int argc, char** argv) {
   if (const char* v = env("CLOUDMGR_IDENTITY"); v != nullptr && *v != '\0') {
     o.identity = v;
   }
-  if (const char* v = env("CLOUDMGR_STAR"); v != nullptr && *v != '\0') {
-    std::string list = v;
-    for (std::size_t start = 0; start <= list.size();) {
+  // A comma-separated list variable ($CLOUDMGR_STAR, $CLOUDMGR_TCP_PEERS), empty items skipped.
+  const auto env_list = [](const char* name, std::vector<std::string>& out) {
+    const char* v = env(name);
+    const std::string list = v != nullptr ? v : "";
+    for (std::size_t start = 0; start < list.size();) {
       const std::size_t comma = std::min(list.find(',', start), list.size());
       if (comma > start) {
-        o.star.push_back(list.substr(start, comma - start));
+        out.push_back(list.substr(start, comma - start));
       }
       start = comma + 1;
     }
-  }
+  };
+  env_list("CLOUDMGR_STAR", o.star);
   app.add_option("--pki", o.pki, "the cloud's PKI directory: run secured (or $CLOUDMGR_PKI; none: unsecured)");
   app.add_option("--identity", o.identity, "the manager identity in the PKI (or $CLOUDMGR_IDENTITY; default admin)");
   app.add_option("--star", o.star,
@@ -323,16 +326,7 @@ int cli_main(int argc, char** argv) {
   }
   app.add_option("--transport", o.transport, "dds (default) or tcp, as the agents run (or $CLOUDMGR_TRANSPORT)")
       ->check(CLI::IsMember({"dds", "tcp", "inproc"}));
-  if (const char* v = env("CLOUDMGR_TCP_PEERS"); v != nullptr && *v != '\0') {
-    std::string list = v;
-    for (std::size_t start = 0; start <= list.size();) {
-      const std::size_t comma = std::min(list.find(',', start), list.size());
-      if (comma > start) {
-        o.tcp_peers.push_back(list.substr(start, comma - start));
-      }
-      start = comma + 1;
-    }
-  }
+  env_list("CLOUDMGR_TCP_PEERS", o.tcp_peers);
   if (const char* v = env("CLOUDMGR_TCP_DIRECTORY"); v != nullptr && *v != '\0') {
     o.tcp_directory = v;
   }
