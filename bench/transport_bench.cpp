@@ -1,7 +1,7 @@
 // DDS against client-server (issue 9): the same group command, the same agents, the same Manager
 // API, over each transport; only TransportConfig differs.
 //
-//   BM_GroupCommand/N:n/transport:t/secured:s/paced:p
+//   BM_GroupCommand/N:n/transport:t/secured:s/paced:p/verb:v
 //     n cloudmgr-agent processes (fork + exec) on simulated hosts (tests/data/hosts/node-small.xml),
 //     all in group "bench", monitoring off (--sample-ms 0) so that only command traffic and the
 //     transport's own keep-alive traffic move; a Manager in this process.
@@ -12,7 +12,10 @@
 //     the library's QoS and participant settings (unsecured only).
 //     secured: DDS-Security (DDS) or TLS 1.3 with mutual authentication (TCP), one PKI per run.
 //     paced: 1 = one command a second instead of back to back.
-//     Per point: latency of execute(group bench, host.info) until every reply is in, p50/p90/p99;
+//     verb: 0 host.ping (answered at once, as the bare agent does, through the agent's whole
+//     command path: received, audited, validated, executed, replied), 1 host.info (the agent
+//     also reads its hypervisor and republishes its HostStatus: the cost of real work).
+//     Per point: latency of execute(group bench, verb) until every reply is in, p50/p90/p99;
 //     CPU per command of the manager process (getrusage) and of the agents (/proc/PID/stat),
 //     net of the same processes' idle CPU (measured over 2 s before); packets and bytes on lo per
 //     command, net of the idle traffic over the same 2 s (idle_bytes_per_s: the keep-alive cost);
@@ -642,9 +645,10 @@ Met meet(const Fleet& fleet, int n) {
 }
 
 // One command to `target` that every expected host answered ok; its latency in ms (nullopt otherwise).
-std::optional<double> command(cloudmgr::Manager& m, const cloudmgr::Target& target) {
+std::optional<double> command(cloudmgr::Manager& m, const cloudmgr::Target& target,
+                              const std::string& verb = "host.ping") {
   const auto t0 = Clock::now();
-  auto r = m.execute(target, "host.info", {}, {.timeout = milliseconds(10'000)});
+  auto r = m.execute(target, verb, {}, {.timeout = milliseconds(10'000)});
   const double ms = seconds_of(Clock::now() - t0) * 1e3;
   if (!r.ok() || !r->all_ok()) {
     return std::nullopt;
@@ -656,6 +660,7 @@ void BM_GroupCommand(benchmark::State& state) {
   const int n = static_cast<int>(state.range(0));
   const Setup setup{.transport = static_cast<int>(state.range(1)), .secured = state.range(2) != 0};
   const bool paced = state.range(3) != 0;
+  const std::string verb = state.range(4) == 0 ? "host.ping" : "host.info";
   if (n > env_int("CLOUDMGR_BENCH_MAX_N", 16)) {
     state.SkipWithError("N above CLOUDMGR_BENCH_MAX_N");
     return;
@@ -730,7 +735,7 @@ void BM_GroupCommand(benchmark::State& state) {
         c.command_id(cloudmgr::random_uuid());
         c.issuer("bare");
         c.target("group.bench");
-        c.verb("host.info");
+        c.verb(verb);
         c.issued_ns(cloudmgr::now_ns());
         c.deadline_ns(c.issued_ns() + 10'000'000'000LL);
         bare_listener.expect(c.command_id());
@@ -753,7 +758,7 @@ void BM_GroupCommand(benchmark::State& state) {
       m = std::move(met.manager);
       startup_s = met.startup_s;
       fresh_list_s = met.fresh_list_s;
-      send_one = [&] { return command(*m, cloudmgr::Target::group("bench")); };
+      send_one = [&] { return command(*m, cloudmgr::Target::group("bench"), verb); };
     }
     for (int i = 0; i < kWarmupCommands; ++i) {
       if (!send_one()) {
@@ -811,8 +816,8 @@ void BM_GroupCommand(benchmark::State& state) {
     state.counters["startup_s"] = startup_s;
     state.counters["fresh_list_s"] = fresh_list_s;
     state.counters["netns"] = g_netns ? 1 : 0;
-    state.SetLabel(fmt::format("{}{}{}", transport_name(setup.transport), setup.secured ? " secured" : "",
-                               paced ? " paced 1/s" : ""));
+    state.SetLabel(fmt::format("{}{}{} {}", transport_name(setup.transport), setup.secured ? " secured" : "",
+                               paced ? " paced 1/s" : "", verb));
     m.reset();
   }
 }
@@ -907,19 +912,22 @@ BENCHMARK(BM_Startup)
     ->Unit(benchmark::kMillisecond);
 
 void group_command_args(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"N", "transport", "secured", "paced"});
+  b->ArgNames({"N", "transport", "secured", "paced", "verb"});
   for (int n : {1, 4, 16, 64}) {
-    b->Args({n, 3, 0, 0});
+    b->Args({n, 3, 0, 0, 0});
   }
   for (int secured : {0, 1}) {
     for (int n : {1, 4, 16, 64}) {
       for (int t : {0, 1, 2}) {
-        b->Args({n, t, secured, 0});
+        b->Args({n, t, secured, 0, 0});
       }
     }
   }
   for (int t : {3, 0, 1, 2}) {
-    b->Args({16, t, 0, 1});
+    b->Args({16, t, 0, 1, 0});
+  }
+  for (int n : {1, 16, 64}) {
+    b->Args({n, 0, 0, 0, 1});  // host.info: what reading and republishing the host adds
   }
 }
 

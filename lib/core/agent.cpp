@@ -41,8 +41,8 @@ namespace {
 // Verbs that change nothing on the host (host.info only republishes its state): executing one
 // twice is harmless, so they are not journaled (at most once is for the others).
 bool is_read_only(std::string_view verb) {
-  static constexpr std::array<std::string_view, 6> kReadOnly = {"host.info", "host.ps",       "host.audit",
-                                                                "vm.show",   "snapshot.list", "monitor.history"};
+  static constexpr std::array<std::string_view, 7> kReadOnly = {
+      "host.ping", "host.info", "host.ps", "host.audit", "vm.show", "snapshot.list", "monitor.history"};
   return std::find(kReadOnly.begin(), kReadOnly.end(), verb) != kReadOnly.end();
 }
 
@@ -456,8 +456,9 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
         c = std::move(queue.front());
         queue.pop_front();
       }
-      // Every command received is in the audit log before anything else happens to it.
-      if (Status s = audit->received(c, now_ns()); !s.ok()) {
+      // Every command received is in the audit log before anything else happens to it; one
+      // that may change the host is on the disk before it runs (a read-only one within a second).
+      if (Status s = audit->received(c, now_ns(), !is_read_only(c.verb)); !s.ok()) {
         fmt::print(stderr, "agent {}: the audit log failed: {}\n", host_id(), s.message());
       }
       try {
@@ -570,7 +571,9 @@ struct Agent::Impl {  // NOLINT(clang-analyzer-optin.performance.Padding)
     const auto vm = [&] { return VmRef::parse(a.text_or("vm", "")); };
     const std::string& v = c.verb;
     Status s;
-    if (v == "host.info") {
+    if (v == "host.ping") {
+      // Nothing to do: the reply itself is the answer (received, audited, validated, executed).
+    } else if (v == "host.info") {
       s = publish_host();
     } else if (v == "host.ps") {
       auto procs = hv->processes();

@@ -26,25 +26,84 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(std::string path) {
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(path), fd));
 }
 
-AuditLog::AuditLog(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+AuditLog::AuditLog(std::string path, int fd) : path_(std::move(path)), fd_(fd), flusher_([this] { flush_loop(); }) {}
 
-AuditLog::~AuditLog() { ::close(fd_); }
+AuditLog::~AuditLog() {
+  {
+    const std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  flush_cv_.notify_all();
+  flusher_.join();
+  {
+    const std::lock_guard lock(mutex_);
+    if (dirty_) {
+      (void)::fdatasync(fd_);  // at exit: nothing to report a failure to
+    }
+  }
+  ::close(fd_);
+}
+
+void AuditLog::flush_loop() {
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    flush_cv_.wait(lock, [&] { return stopping_ || dirty_; });
+    // Lines written meanwhile ride along with this sync: at most one per kFlushDelay.
+    if (flush_cv_.wait_for(lock, kFlushDelay, [&] { return stopping_; })) {
+      return;  // the destructor syncs the rest
+    }
+    if (!dirty_) {
+      continue;  // a synced line carried them
+    }
+    dirty_ = false;
+    lock.unlock();
+    if (::fdatasync(fd_) != 0) {
+      const int err = errno;
+      lock.lock();
+      dirty_ = true;  // try again in kFlushDelay
+      lock.unlock();
+      fmt::print(stderr, "cloudmgr: syncing the audit log '{}' failed: {}\n", path_,
+                 errno_error(err, "fdatasync").message());
+    }
+    lock.lock();
+  }
+}
+
+bool AuditLog::synced() const {
+  const std::lock_guard lock(mutex_);
+  return !dirty_;
+}
 
 Status AuditLog::append(const std::string& line, bool sync) {
-  const std::lock_guard lock(mutex_);
-  // After a failed write the file may end in half a line: start on a fresh one.
-  if (Status s = write_all(fd_, torn_ ? "\n" + line : line, path_); !s.ok()) {
-    torn_ = true;
-    return s;
+  bool notify = false;
+  {
+    const std::lock_guard lock(mutex_);
+    // After a failed write the file may end in half a line: start on a fresh one.
+    if (Status s = write_all(fd_, torn_ ? "\n" + line : line, path_); !s.ok()) {
+      torn_ = true;
+      return s;
+    }
+    torn_ = false;
+    if (sync) {
+      if (::fdatasync(fd_) != 0) {
+        const int err = errno;
+        dirty_ = true;  // the flusher tries again
+        flush_cv_.notify_all();
+        return unavailable_error(errno_error(err, fmt::format("syncing '{}'", path_)).message());
+      }
+      dirty_ = false;
+    } else {
+      notify = !dirty_;  // the flusher is idle until the first unsynced line
+      dirty_ = true;
+    }
   }
-  torn_ = false;
-  if (sync && ::fdatasync(fd_) != 0) {
-    return unavailable_error(errno_error(errno, fmt::format("syncing '{}'", path_)).message());
+  if (notify) {
+    flush_cv_.notify_all();
   }
   return {};
 }
 
-Status AuditLog::received(const Command& c, std::int64_t received_ns) {
+Status AuditLog::received(const Command& c, std::int64_t received_ns, bool sync) {
   nlohmann::json args = nlohmann::json::array();
   for (const auto& [name, value] : c.arguments) {
     args.push_back({name, value});
@@ -58,7 +117,7 @@ Status AuditLog::received(const Command& c, std::int64_t received_ns) {
                          {"verb", c.verb},
                          {"arguments", args}};
   // Replaced, never thrown: an argument is any text a manager sent.
-  return append(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", true);
+  return append(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", sync);
 }
 
 Status AuditLog::result(const std::string& command_id, const Status& outcome, std::int64_t completed_ns) {

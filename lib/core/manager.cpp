@@ -148,6 +148,9 @@ struct Manager::Impl {
   // The timer's own: a new deadline or closing. Kept apart from `changed`, which every
   // monitoring tick notifies, so that ticks do not wake the timer.
   std::condition_variable timer_cv;
+  // When the waiting timer wakes by itself (INT64_MAX: never; INT64_MIN: it is not waiting and
+  // rescans before it waits again). A command whose deadline is later needs no wake-up.
+  std::int64_t timer_wake_ns = INT64_MIN;                           // GUARDED_BY(mutex)
   std::map<std::string, HostEntry> hosts;                           // GUARDED_BY(mutex)
   std::map<std::pair<std::string, std::string>, VmView> vms;        // GUARDED_BY(mutex)
   std::map<std::string, HostSample> samples;                        // GUARDED_BY(mutex): latest per online host
@@ -227,6 +230,10 @@ struct Manager::Impl {
 
   std::deque<std::pair<Command, std::vector<std::string>>> outbox;  // GUARDED_BY(mutex)
   std::condition_variable outbox_cv;
+  // Sends made on the caller's thread (send_if_ready) still running; close() waits for them
+  // before the link goes.
+  int direct_sends = 0;  // GUARDED_BY(mutex)
+  std::condition_variable direct_cv;
   // Sends may block until their deadline waiting for a host to become reachable: several
   // senders keep one slow command from holding up the others.
   std::vector<std::thread> senders;
@@ -524,13 +531,20 @@ struct Manager::Impl {
         earliest = std::min(earliest, p->deadline_ns);
       }
       if (earliest == INT64_MAX) {
+        timer_wake_ns = INT64_MAX;
         timer_cv.wait(lock);
+        timer_wake_ns = INT64_MIN;
         continue;
       }
-      const std::int64_t wait = earliest - now_ns();
+      const std::int64_t now0 = now_ns();
+      const std::int64_t wait = earliest - now0;
       if (wait > 0) {
-        // Capped: a far deadline must not overflow the clock arithmetic inside wait_for.
-        timer_cv.wait_for(lock, std::chrono::nanoseconds(std::min<std::int64_t>(wait, 3'600'000'000'000LL)));
+        // Capped: a far deadline must not overflow the clock arithmetic inside wait_for. A
+        // command that concludes meanwhile leaves the timer asleep: it wakes once for nothing.
+        const std::int64_t capped = std::min<std::int64_t>(wait, 3'600'000'000'000LL);
+        timer_wake_ns = now0 + capped;
+        timer_cv.wait_for(lock, std::chrono::nanoseconds(capped));
+        timer_wake_ns = INT64_MIN;
         continue;
       }
       // Conclude every command past its deadline: silent hosts are "no reply".
@@ -642,13 +656,16 @@ struct Manager::Impl {
     c.deadline_ns = c.issued_ns + std::chrono::duration_cast<std::chrono::nanoseconds>(exec.timeout).count();
     p->done = std::move(done);  // p is not shared until it enters `pending`
     Status refused;
+    std::vector<std::string> expected;
+    bool direct = false;
+    bool wake_timer = false;
     {
       std::unique_lock lock(mutex);
       auto e = expected_locked(target);
       if (!e.ok()) {
         refused = e.status();
       } else {
-        std::vector<std::string> expected = std::move(*e);
+        expected = std::move(*e);
         p->result.command_id = c.id;
         p->result.target = target;
         p->result.verb = verb;
@@ -662,7 +679,15 @@ struct Manager::Impl {
         p->deadline_ns = c.deadline_ns;
         p->on_progress = exec.on_progress;
         pending[c.id] = p;
-        outbox.emplace_back(std::move(c), std::move(expected));
+        wake_timer = c.deadline_ns < timer_wake_ns;
+        // Behind queued commands it queues too; otherwise it is sent from here when it can be
+        // at once (no thread hop), else by a sender, which may wait.
+        direct = outbox.empty() && !closing;
+        if (direct) {
+          ++direct_sends;
+        } else {
+          outbox.emplace_back(std::move(c), std::move(expected));
+        }
       }
     }
     if (!refused.ok()) {
@@ -670,8 +695,32 @@ struct Manager::Impl {
       return;
     }
     changed.notify_all();
-    timer_cv.notify_all();  // the timer learns the new deadline
-    outbox_cv.notify_all();
+    if (wake_timer) {
+      timer_cv.notify_all();  // the timer learns the earlier deadline
+    }
+    if (!direct) {
+      outbox_cv.notify_all();
+      return;
+    }
+    std::optional<Status> sent = link->send_if_ready(c, expected);
+    std::vector<Completion> failed;
+    {
+      const std::lock_guard lock(mutex);
+      --direct_sends;
+      if (!sent) {
+        outbox.emplace_back(std::move(c), std::move(expected));  // close() concludes it if closing
+      } else if (!sent->ok()) {
+        if (auto it = pending.find(c.id); it != pending.end()) {
+          failed.push_back({it->second, sent->with_context("sending the command")});
+          pending.erase(it);
+        }
+      }
+    }
+    direct_cv.notify_all();
+    if (!sent) {
+      outbox_cv.notify_all();
+    }
+    deliver(failed);
   }
 
   // The inventory: hosts seen before, loaded as offline until they show up.
@@ -742,6 +791,10 @@ struct Manager::Impl {
     outbox_cv.notify_all();
     for (auto& t : senders) {
       t.join();
+    }
+    {
+      std::unique_lock lock(mutex);
+      direct_cv.wait(lock, [&] { return direct_sends == 0; });
     }
     if (timer.joinable()) {
       timer.join();

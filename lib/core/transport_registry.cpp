@@ -78,6 +78,10 @@ Status ManagerLink::send_chunk(const ImageChunk& /*chunk*/, const std::vector<st
 std::vector<std::string> AgentLink::unreached_managers(std::chrono::milliseconds /*min_age*/) const { return {}; }
 std::vector<std::string> ManagerLink::unreached_agents(std::chrono::milliseconds /*min_age*/) const { return {}; }
 void ManagerLink::prepare(const std::string& /*partition*/) {}
+std::optional<Status> ManagerLink::send_if_ready(const Command& /*command*/,
+                                                 const std::vector<std::string>& /*expected_hosts*/) {
+  return std::nullopt;
+}
 Transport::~Transport() = default;
 
 Status register_transport(std::string kind, TransportFactory factory) {

@@ -12,6 +12,7 @@ namespace cloudmgr {
 
 const std::vector<VerbSpec>& verbs() {
   static const std::vector<VerbSpec> table = {
+      {"host.ping", "answer at once: the agent is up and its command path works (round trip)", {}, {}, {}},
       {"host.info", "republish and return the host's state", {}, {}, {}},
       {"host.ps", "the host's process list", {}, {}, {}},
       {"host.reboot", "reboot the host (only if its agent allows it)", {}, {}, {}},

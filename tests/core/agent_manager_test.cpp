@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -192,6 +193,35 @@ TEST_F(CloudTest, BadCommandsAreRefusedBeforeSending) {
   auto r = manager().execute(Target::host("node1"), "vm.start", {{"vm", "ghost"}});
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->hosts[0].status.code(), StatusCode::kNotFound);
+}
+
+TEST_F(CloudTest, PingIsAnsweredByEveryHostAndAudited) {
+  start_agent("node1");
+  start_agent("node2");
+  ASSERT_TRUE(manager().wait_for_hosts(2, milliseconds(5000)).ok());
+  auto r = manager().execute(Target::all(), "host.ping", {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->hosts.size(), 2U);
+  for (const auto& h : r->hosts) {
+    EXPECT_EQ(h.outcome, HostResult::Outcome::kOk) << h.host_id << ": " << h.status;
+    EXPECT_GT(h.latency_ns, 0) << h.host_id;
+  }
+  // It goes the whole command path: each agent recorded it, and its outcome.
+  for (const char* host : {"node1", "node2"}) {
+    auto a = manager().execute(Target::host(host), "host.audit", {});
+    ASSERT_TRUE(a.ok() && a->all_ok()) << host;
+    const auto& log = a->hosts[0].reply.audit;
+    auto it = std::find_if(log.begin(), log.end(), [&](const AuditEntry& e) { return e.command_id == r->command_id; });
+    ASSERT_NE(it, log.end()) << host << " did not audit the ping";
+    EXPECT_EQ(it->verb, "host.ping");
+    EXPECT_GT(it->completed_ns, 0) << host;
+    EXPECT_TRUE(it->result.ok()) << it->result;
+  }
+  // A ping takes no arguments: refused before it is sent, naming the argument.
+  auto bad = manager().execute(Target::all(), "host.ping", {{"count", "3"}});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(bad.status().message().find("count"), std::string::npos) << bad.status();
 }
 
 TEST_F(CloudTest, GroupsChangeAtRunTimeAndPersistAcrossRestarts) {

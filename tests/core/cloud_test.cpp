@@ -2,11 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
+#include "cloudmgr/agent.h"
 #include "cloudmgr/cloud.h"
 #include "cloudmgr/verbs.h"
+#include "core/audit.h"
 #include "core/journal.h"
 
 namespace cloudmgr {
@@ -111,6 +115,52 @@ TEST_F(JournalTest, UnwritableDirectoryIsUnavailable) {
   auto j = CommandJournal::open((dir_ / "missing" / "commands.jsonl").string());
   ASSERT_FALSE(j.ok());
   EXPECT_EQ(j.status().code(), StatusCode::kUnavailable);
+}
+
+using AuditLogTest = JournalTest;  // a fresh directory per test
+
+Command audited_command(const std::string& id, const std::string& verb) {
+  Command c;
+  c.id = id;
+  c.verb = verb;
+  c.issuer = "manager.admin";
+  c.target = Target::host("node1");
+  return c;
+}
+
+TEST_F(AuditLogTest, SyncedArrivalsAreOnDiskAtOnceTheRestWithinTheFlushDelay) {
+  const std::string file = (dir_ / "audit.jsonl").string();
+  auto log = AuditLog::open(file);
+  ASSERT_TRUE(log.ok()) << log.status();
+  ASSERT_TRUE((*log)->received(audited_command("c1", "vm.start"), 1, true).ok());
+  EXPECT_TRUE((*log)->synced());
+  ASSERT_TRUE((*log)->result("c1", {}, 2).ok());
+  ASSERT_TRUE((*log)->received(audited_command("c2", "host.ping"), 3, false).ok());
+  EXPECT_FALSE((*log)->synced());
+  // Unsynced lines are in the file at once (an agent crash loses nothing): readers see them.
+  auto entries = read_audit_log(file, 0, 0);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 2U);
+  EXPECT_EQ((*entries)[0].command_id, "c1");
+  EXPECT_EQ((*entries)[0].completed_ns, 2);
+  EXPECT_EQ((*entries)[1].verb, "host.ping");
+  EXPECT_EQ((*entries)[1].completed_ns, 0);  // no outcome yet
+  // The log's own thread syncs them (the wait is far above kFlushDelay: no timing is tested).
+  const auto end = std::chrono::steady_clock::now() + 20 * AuditLog::kFlushDelay;
+  while (!(*log)->synced() && std::chrono::steady_clock::now() < end) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE((*log)->synced());
+  // A synced arrival carries the unsynced lines before it.
+  ASSERT_TRUE((*log)->result("c2", {}, 4).ok());
+  EXPECT_FALSE((*log)->synced());
+  ASSERT_TRUE((*log)->received(audited_command("c3", "vm.destroy"), 5, true).ok());
+  EXPECT_TRUE((*log)->synced());
+  log->reset();  // closing syncs and joins the flusher: nothing is lost
+  entries = read_audit_log(file, 0, 0);
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 3U);
+  EXPECT_EQ((*entries)[1].completed_ns, 4);
 }
 
 }  // namespace

@@ -397,6 +397,23 @@ int cli_main(int argc, char** argv) {
     rc = st.ok() ? run(s, o, Target::host(host_id), "host.reboot", {}) : fail(st);
   });
 
+  Where ping_where;
+  auto* ping = app.add_subcommand("ping", "round trip to hosts through their command path (default: every host)");
+  add_where(ping, ping_where);
+  ping->callback([&] {
+    Session s(o);
+    Status st = s.open(ping_where.host.empty() ? std::nullopt : std::optional(ping_where.host),
+                       ping_where.group.empty() ? std::nullopt : std::optional(ping_where.group));
+    if (!st.ok()) {
+      rc = fail(st);
+      return;
+    }
+    const Target target = !ping_where.host.empty()    ? Target::host(ping_where.host)
+                          : !ping_where.group.empty() ? Target::group(ping_where.group)
+                                                      : Target::all();
+    rc = run(s, o, target, "host.ping", {});
+  });
+
   auto* vm = app.add_subcommand("vm", "virtual machines");
   vm->require_subcommand(1);
   add_template_commands(app, *vm, o, rc);

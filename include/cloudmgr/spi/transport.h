@@ -129,6 +129,11 @@ class CLOUDMGR_API ManagerLink {
   // them (on DDS: until a reader of that host is matched in the target partition), then
   // writes once. Hosts it could not reach simply never reply.
   virtual Status send(const Command& command, const std::vector<std::string>& expected_hosts) = 0;
+  // The same when it needs no wait: every expected host is reachable now. The send's status
+  // then; nullopt when send() would have to wait (nothing was sent: the caller uses send(), on a
+  // thread that may wait). Lets the Manager send on the caller's thread, without a thread hop,
+  // in the common case. Default: nullopt.
+  virtual std::optional<Status> send_if_ready(const Command& command, const std::vector<std::string>& expected_hosts);
   // Sends a piece of an image to each of `hosts`: waits until each one's reader is matched,
   // and blocks while a reader is full (flow control), at most until `deadline_ns`
   // (kDeadlineExceeded, naming the hosts not reached). Default: kUnimplemented.

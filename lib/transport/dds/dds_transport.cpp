@@ -1042,7 +1042,7 @@ class DdsAgentLink final : public spi::AgentLink {
         command->authenticated_issuer = pki::subject_for(who->role, who->name);
       }
       remember_issuer(command->id, rtps::iHandle2GUID(info.publication_handle).guidPrefix);
-      dispatcher_.post([this, c = std::move(command).value()] { callbacks_.on_command(c); });
+      callbacks_.on_command(*command);
     }
   }
 
@@ -1276,7 +1276,21 @@ class DdsManagerLink final : public spi::ManagerLink {
     }
     CommandWriter& cw = **w;
     wait_reachable(cw, expected_hosts, reply_paths(command.verb), send_deadline(command));
+    return write_command(cw, command);
+  }
 
+  std::optional<Status> send_if_ready(const Command& command, const std::vector<std::string>& expected_hosts) override {
+    Result<CommandWriter*> w = writer_for(command.target.partition());
+    if (!w.ok()) {
+      return w.status();
+    }
+    if (!reachable(**w, expected_hosts, reply_paths(command.verb))) {
+      return std::nullopt;
+    }
+    return write_command(**w, command);
+  }
+
+  Status write_command(CommandWriter& cw, const Command& command) {
     wire::Command wc = to_wire(command);
     if (wc.issuer().empty()) {
       wc.issuer(name_);
