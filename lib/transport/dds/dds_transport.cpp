@@ -682,11 +682,10 @@ class DdsAgentLink final : public spi::AgentLink {
         chunk_listener_([this](fdds::DataReader* r) { on_chunks(r); }) {}
 
   ~DdsAgentLink() override {
-    // The reader first: no listener runs after this. Then the callbacks stop, then the writers go
+    // The readers first: no listener (so no callback) runs after this. Then the writers go
     // without disposing anything (as a crash would look to managers, unless leave() ran).
     delete_entity(domain_.participant, command_sub_);
     delete_entity(domain_.participant, chunk_sub_);
-    dispatcher_.stop();
     delete_entity(domain_.participant, reply_pub_);
     delete_entity(domain_.participant, state_pub_);
   }
@@ -1099,7 +1098,6 @@ class DdsAgentLink final : public spi::AgentLink {
   std::mutex issuers_mutex_;
   std::map<std::string, rtps::GuidPrefix_t> issuers_;  // GUARDED_BY(issuers_mutex_)
   std::deque<std::string> issuer_order_;               // GUARDED_BY(issuers_mutex_)
-  Dispatcher dispatcher_;
   DataListener command_listener_;
   DataListener chunk_listener_;
 
