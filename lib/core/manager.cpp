@@ -585,16 +585,24 @@ struct Manager::Impl {
       Status s = link->send(command, expected);
       lock.lock();
       if (!s.ok()) {
-        auto it = pending.find(command.id);
-        if (it != pending.end()) {
-          std::vector<Completion> done{{it->second, s.with_context("sending the command")}};
-          pending.erase(it);
-          lock.unlock();
-          deliver(done);
-          lock.lock();
-        }
+        std::vector<Completion> failed = take_failed_send_locked(command.id, s);
+        lock.unlock();
+        deliver(failed);
+        lock.lock();
       }
     }
+  }
+
+  // A command the link could not send concludes at once with the link's error, for every
+  // host it expected (none of them can have it). Empty if it has concluded already.
+  std::vector<Completion> take_failed_send_locked(const std::string& command_id,
+                                                  const Status& s) {  // REQUIRES(mutex)
+    std::vector<Completion> failed;
+    if (auto it = pending.find(command_id); it != pending.end()) {
+      failed.push_back({it->second, s.with_context("sending the command")});
+      pending.erase(it);
+    }
+    return failed;
   }
 
   Result<std::vector<std::string>> expected_locked(const Target& t) const {  // REQUIRES(mutex)
@@ -686,7 +694,7 @@ struct Manager::Impl {
         if (direct) {
           ++direct_sends;
         } else {
-          outbox.emplace_back(std::move(c), std::move(expected));
+          outbox.emplace_back(c, expected);  // a copy: the slow path; `c` is still read below
         }
       }
     }
@@ -710,10 +718,7 @@ struct Manager::Impl {
       if (!sent) {
         outbox.emplace_back(std::move(c), std::move(expected));  // close() concludes it if closing
       } else if (!sent->ok()) {
-        if (auto it = pending.find(c.id); it != pending.end()) {
-          failed.push_back({it->second, sent->with_context("sending the command")});
-          pending.erase(it);
-        }
+        failed = take_failed_send_locked(c.id, *sent);
       }
     }
     direct_cv.notify_all();

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -169,15 +170,59 @@ struct TestAgent {
   Waiter w;
   std::vector<Command> commands;
   std::function<CommandReply(const Command&)> make_reply;
+  // As the real agent does (AgentCallbacks::on_command may run on the thread receiving from the
+  // network), on_command only queues; this thread answers.
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::deque<Command> queue;
+  bool stopping = false;
+  std::thread worker;
 
   TestAgent(const spi::TransportConfig& c, std::string host_id, std::vector<std::string> groups)
       : id(std::move(host_id)), transport(open(c)) {
     if (!transport) {
       return;
     }
+    worker = std::thread([this] { answer_loop(); });
     spi::AgentCallbacks cb;
     cb.on_command = [this](const Command& command) {
       w.update([&] { commands.push_back(command); });
+      {
+        const std::lock_guard lock(queue_mutex);
+        queue.push_back(command);
+      }
+      queue_cv.notify_one();
+    };
+    auto l = transport->open_agent(id, groups, std::move(cb));
+    EXPECT_TRUE(l.ok()) << l.status();
+    if (l.ok()) {
+      link = std::move(l).value();
+      link_for_replies = link.get();
+    }
+  }
+  ~TestAgent() {
+    link_for_replies = nullptr;
+    {
+      const std::lock_guard lock(queue_mutex);
+      stopping = true;
+    }
+    queue_cv.notify_one();
+    if (worker.joinable()) {
+      worker.join();
+    }
+    link.reset();
+    transport.reset();
+  }
+  void answer_loop() {
+    std::unique_lock lock(queue_mutex);
+    for (;;) {
+      queue_cv.wait(lock, [&] { return stopping || !queue.empty(); });
+      if (stopping) {
+        return;
+      }
+      Command command = std::move(queue.front());
+      queue.pop_front();
+      lock.unlock();
       spi::AgentLink* l = link_for_replies.load();
       if (l != nullptr) {
         CommandReply r;
@@ -189,18 +234,8 @@ struct TestAgent {
         r.completed_ns = now_ns();
         EXPECT_TRUE(l->reply(r).ok());
       }
-    };
-    auto l = transport->open_agent(id, groups, std::move(cb));
-    EXPECT_TRUE(l.ok()) << l.status();
-    if (l.ok()) {
-      link = std::move(l).value();
-      link_for_replies = link.get();
+      lock.lock();
     }
-  }
-  ~TestAgent() {
-    link_for_replies = nullptr;
-    link.reset();
-    transport.reset();
   }
   TestAgent(const TestAgent&) = delete;
   TestAgent& operator=(const TestAgent&) = delete;

@@ -109,8 +109,9 @@ class CLOUDMGR_API AgentLink {
 };
 
 struct AgentCallbacks {
-  // Called for each command addressed to this host, its groups or all, on a transport
-  // thread, one at a time. A command may be delivered more than once.
+  // Called for each command addressed to this host, its groups or all, one at a time, on a
+  // transport thread that may be the one receiving from the network: it must only queue the
+  // command and return, never run it. A command may be delivered more than once.
   std::function<void(const Command&)> on_command;
   // Called for each image piece sent to this host, on a transport thread, one at a time.
   std::function<void(const ImageChunk&)> on_chunk;

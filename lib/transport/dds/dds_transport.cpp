@@ -1288,6 +1288,19 @@ class DdsManagerLink final : public spi::ManagerLink {
     return write_command(**w, command);
   }
 
+  void on_matched(CommandWriter& w, const rtps::GUID_t& reader, std::int32_t change) {
+    {
+      const std::lock_guard lock(mutex_);
+      if (change > 0) {
+        w.matched.insert(reader);
+      } else if (change < 0) {
+        w.matched.erase(reader);
+      }
+    }
+    cv_.notify_all();
+  }
+
+ private:
   Status write_command(CommandWriter& cw, const Command& command) {
     wire::Command wc = to_wire(command);
     if (wc.issuer().empty()) {
@@ -1305,19 +1318,6 @@ class DdsManagerLink final : public spi::ManagerLink {
     return {};
   }
 
-  void on_matched(CommandWriter& w, const rtps::GUID_t& reader, std::int32_t change) {
-    {
-      const std::lock_guard lock(mutex_);
-      if (change > 0) {
-        w.matched.insert(reader);
-      } else if (change < 0) {
-        w.matched.erase(reader);
-      }
-    }
-    cv_.notify_all();
-  }
-
- private:
   static std::chrono::steady_clock::time_point send_deadline(const Command& command) {
     const auto now = std::chrono::steady_clock::now();
     if (command.deadline_ns <= 0) {
