@@ -74,8 +74,9 @@ struct CommandResult {
 
 struct ExecuteOptions {
   std::chrono::milliseconds timeout{30'000};  // the command's deadline, from now
-  // Called as each expected host's result becomes known (on a transport thread): its
-  // result, how many are known, how many are expected.
+  // Called as each expected host's result becomes known (on the Manager's callback thread,
+  // every call before the command's result is delivered): its result, how many are known,
+  // how many are expected.
   std::function<void(const HostResult&, std::size_t done, std::size_t expected)> on_progress;
 };
 
@@ -291,10 +292,12 @@ class CLOUDMGR_API Manager {
   // and the target must name known hosts (kNotFound): then nothing is sent.
   Result<CommandResult> execute(const Target& target, const std::string& verb, const Arguments& arguments,
                                 const ExecuteOptions& options = {});
-  // The same without blocking: `done` runs once, on a transport or timer thread or, for a
-  // command refused before sending, on the calling thread. `done` must return promptly
-  // and must not wait for another command (execute(), a future's get()): it would wait
-  // on the thread that concludes commands.
+  // The same without blocking: `done` runs once, on the Manager's callback thread (one
+  // callback at a time, in order, never on a transport thread) or, for a command refused
+  // before sending, on the calling thread. `done` should return promptly: the callbacks of
+  // other commands wait behind it. It may call execute() or a future's get(), but must not
+  // wait for a command that has an on_progress or a `done` of its own: that command's
+  // callbacks would queue behind the one waiting for them.
   void execute_async(const Target& target, const std::string& verb, const Arguments& arguments,
                      const ExecuteOptions& options, std::function<void(Result<CommandResult>)> done);
   std::future<Result<CommandResult>> execute_async(const Target& target, const std::string& verb,

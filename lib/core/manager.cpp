@@ -83,6 +83,11 @@ struct Pending {
   std::int64_t deadline_ns = 0;
   std::function<void(const HostResult&, std::size_t, std::size_t)> on_progress;
   std::function<void(Result<CommandResult>)> done;
+  // `done` only hands the result to a waiting caller (execute(), a future) and there is no
+  // on_progress: it is called where the result completes, even on the transport's receive
+  // thread. Otherwise progress and `done` are user code, run in order on the Manager's own
+  // callback thread.
+  bool prompt = false;
 };
 
 // One subscriber (samples or events). `mutex` is held while its callback runs, so the handle's
@@ -245,12 +250,52 @@ struct Manager::Impl {
     std::optional<Status> failure;
   };
 
+  // User callbacks (on_progress, execute_async's `done`) run here, one at a time and in the
+  // order they were posted, never on a transport thread: replies may arrive on the thread that
+  // receives from the network, which must not wait for user code.
+  std::mutex calls_mutex;
+  std::condition_variable calls_cv;
+  std::deque<std::function<void()>> calls;  // GUARDED_BY(calls_mutex)
+  bool calls_stop = false;                  // GUARDED_BY(calls_mutex)
+  std::thread caller;
+
+  void post_call(std::function<void()> f) {
+    {
+      const std::lock_guard lock(calls_mutex);
+      calls.push_back(std::move(f));
+    }
+    calls_cv.notify_one();
+  }
+
+  void calls_loop() {
+    std::unique_lock lock(calls_mutex);
+    for (;;) {
+      calls_cv.wait(lock, [&] { return calls_stop || !calls.empty(); });
+      if (calls.empty()) {
+        return;  // stopping, and everything posted has run
+      }
+      std::function<void()> f = std::move(calls.front());
+      calls.pop_front();
+      lock.unlock();
+      f();
+      lock.lock();
+    }
+  }
+
+  static void conclude(Completion& c) {
+    if (c.failure) {
+      c.p->done(*c.failure);
+    } else {
+      c.p->done(std::move(c.p->result));
+    }
+  }
+
   void deliver(std::vector<Completion>& done) {
     for (auto& c : done) {
-      if (c.failure) {
-        c.p->done(*c.failure);
+      if (c.p->prompt) {
+        conclude(c);
       } else {
-        c.p->done(std::move(c.p->result));
+        post_call([c = std::move(c)]() mutable { conclude(c); });
       }
     }
     done.clear();
@@ -518,7 +563,7 @@ struct Manager::Impl {
     }
     changed.notify_all();
     if (progress) {
-      progress();
+      post_call(std::move(progress));  // before `done`, which is posted too when there is progress
     }
     deliver(done);
   }
@@ -643,8 +688,9 @@ struct Manager::Impl {
     return out;
   }
 
+  // `prompt`: `done` only hands the result over (see Pending::prompt).
   void execute_async(const Target& target, const std::string& verb, const Arguments& arguments,
-                     const ExecuteOptions& exec, std::function<void(Result<CommandResult>)> done) {
+                     const ExecuteOptions& exec, std::function<void(Result<CommandResult>)> done, bool prompt = false) {
     if (Status s = validate_command(verb, arguments); !s.ok()) {
       done(s);
       return;
@@ -686,6 +732,7 @@ struct Manager::Impl {
         p->sent_ns = c.issued_ns;
         p->deadline_ns = c.deadline_ns;
         p->on_progress = exec.on_progress;
+        p->prompt = prompt && !exec.on_progress;
         pending[c.id] = p;
         wake_timer = c.deadline_ns < timer_wake_ns;
         // Behind queued commands it queues too; otherwise it is sent from here when it can be
@@ -822,6 +869,14 @@ struct Manager::Impl {
       pending.clear();
     }
     deliver(done);
+    {
+      const std::lock_guard lock(calls_mutex);
+      calls_stop = true;
+    }
+    calls_cv.notify_one();
+    if (caller.joinable()) {
+      caller.join();  // after every callback posted has run: each `done` runs exactly once
+    }
     transport.reset();
   }
 };
@@ -863,6 +918,7 @@ Result<std::unique_ptr<Manager>> Manager::open(ManagerOptions options) {
       impl->senders.emplace_back([self] { self->sender_loop(); });
     }
     impl->timer = std::thread([self] { self->timer_loop(); });
+    impl->caller = std::thread([self] { self->calls_loop(); });
   } catch (const std::system_error& e) {
     impl->close();
     return resource_exhausted_error(fmt::format("starting the manager's threads: {}", e.what()));
@@ -1375,8 +1431,9 @@ std::future<Result<CommandResult>> Manager::execute_async(const Target& target, 
                                                           const Arguments& arguments, const ExecuteOptions& options) {
   auto promise = std::make_shared<std::promise<Result<CommandResult>>>();
   auto future = promise->get_future();
-  impl_->execute_async(target, verb, arguments, options,
-                       [promise](Result<CommandResult> r) { promise->set_value(std::move(r)); });
+  impl_->execute_async(
+      target, verb, arguments, options, [promise](Result<CommandResult> r) { promise->set_value(std::move(r)); },
+      /*prompt=*/true);
   return future;
 }
 

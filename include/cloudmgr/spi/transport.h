@@ -151,7 +151,9 @@ class CLOUDMGR_API ManagerLink {
 };
 
 struct ManagerCallbacks {
-  // Every callback runs on a transport thread, one at a time per link; none may block long.
+  // Every callback runs on a transport thread and none may block long. on_reply may run on the
+  // thread receiving from the network, concurrently with the others (and with itself, for
+  // replies of different kinds); the rest run one at a time per link.
   std::function<void(const HostView&)> on_host;  // new or updated host
   // The host left: cleanly (its agent disposed it) or not (its liveliness was lost).
   std::function<void(const std::string& host_id, bool clean)> on_host_gone;

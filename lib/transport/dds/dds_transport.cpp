@@ -2,9 +2,11 @@
 // idl/cloudmgr.idl, and the agent and manager links on top of them.
 //
 // Threads: Fast DDS calls our listeners on its receive threads. Listeners only take samples,
-// convert them and update the link's bookkeeping (under the link's mutex, briefly); the
-// application's callbacks run on one dispatcher thread per link, one at a time, never under
-// a lock of ours and never on a Fast DDS thread (a slow callback cannot stall reception).
+// convert them and update the link's bookkeeping (under the link's mutex, briefly). The
+// callbacks that only queue or record (an agent's on_command and on_chunk, a manager's
+// on_reply) are called from the listener, never under a lock of ours: one thread hop less on
+// the command path. The others run on one dispatcher thread per link, one at a time, never on
+// a Fast DDS thread (a slow callback cannot stall reception).
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -199,31 +201,24 @@ void reliable_reader_times(fdds::DataReaderQos& q) {
   q.reliable_reader_qos().times.initialAcknackDelay = duration_ms(1);
 }
 
-// HostStatus and VmStatus writers: reliable, transient-local, keep-last 1 per instance, automatic
-// liveliness with the agent's lease. Not auto-disposed on unregister: an agent that goes away without
-// leave() must look dead (no writers), not cleanly gone.
-fdds::DataWriterQos state_writer_qos(const spi::TransportConfig& config) {
+// HostStatus, VmStatus, HostMetrics and HostImages writers: reliable, transient-local, keep-last 1 per instance.
+// Liveliness is the participant's (its lease is agent_lease_ms): a lost participant takes its writers with it, which is
+// how a manager sees a host die. No writer lease of their own: in Fast DDS 2.9.1 it cannot tell one dead agent among
+// live ones (issue 4373, shared/FACTS.md), and it cost each agent an automatic-liveliness message to every participant
+// it knows at each announcement period (with 16 agents, 60% of the idle packets on the wire). Not auto-disposed on
+// unregister: an agent that goes away without leave() must look dead (no writers), not cleanly gone.
+fdds::DataWriterQos state_writer_qos() {
   fdds::DataWriterQos q = fdds::DATAWRITER_QOS_DEFAULT;
   q.reliability().kind = fdds::RELIABLE_RELIABILITY_QOS;
   q.durability().kind = fdds::TRANSIENT_LOCAL_DURABILITY_QOS;
   q.history().kind = fdds::KEEP_LAST_HISTORY_QOS;
   q.history().depth = 1;
   unlimited(q.resource_limits());
-  q.liveliness().kind = fdds::AUTOMATIC_LIVELINESS_QOS;
-  q.liveliness().lease_duration = duration_ms(config.agent_lease_ms);
-  q.liveliness().announcement_period = duration_ms(config.announce_period_ms);
+  q.liveliness() = fdds::LivelinessQosPolicy();  // automatic, infinite lease
   q.writer_data_lifecycle().autodispose_unregistered_instances = false;
   q.endpoint().history_memory_policy = kMemoryPolicy;
   q.data_sharing().off();  // unbounded types: never eligible; explicit, so partition updates pass QoS checks
   reliable_writer_times(q);
-  return q;
-}
-
-// HostMetrics writers: as the state writers (late joiners get each host's latest tick), but
-// without a liveliness lease of their own: HostStatus carries the host's liveliness.
-fdds::DataWriterQos metrics_writer_qos(const spi::TransportConfig& config) {
-  fdds::DataWriterQos q = state_writer_qos(config);
-  q.liveliness() = fdds::LivelinessQosPolicy();
   return q;
 }
 
@@ -703,13 +698,13 @@ class DdsAgentLink final : public spi::AgentLink {
     if (state_pub_ == nullptr) {
       return internal_error("DDS: cannot create the agent's status publisher");
     }
-    const fdds::DataWriterQos sq = state_writer_qos(domain_.config);
+    const fdds::DataWriterQos sq = state_writer_qos();
     host_writer_ =
         state_pub_->create_datawriter(domain_.host_topic, sq, &host_matches_, fdds::StatusMask::publication_matched());
     host_matches_.set_writer(host_writer_);
     vm_writer_ = state_pub_->create_datawriter(domain_.vm_topic, sq);
-    metrics_writer_ = state_pub_->create_datawriter(domain_.metrics_topic, metrics_writer_qos(domain_.config));
-    images_writer_ = state_pub_->create_datawriter(domain_.images_topic, metrics_writer_qos(domain_.config));
+    metrics_writer_ = state_pub_->create_datawriter(domain_.metrics_topic, sq);
+    images_writer_ = state_pub_->create_datawriter(domain_.images_topic, sq);
     if (host_writer_ == nullptr || vm_writer_ == nullptr || metrics_writer_ == nullptr || images_writer_ == nullptr) {
       return internal_error("DDS: cannot create the HostStatus/VmStatus/HostMetrics/HostImages writers");
     }
@@ -1564,7 +1559,7 @@ class DdsManagerLink final : public spi::ManagerLink {
       if (!trusted(info, r.host_id)) {
         continue;
       }
-      dispatcher_.post([this, r = std::move(r)] { callbacks_.on_reply(r); });
+      callbacks_.on_reply(r);  // straight from the listener: the Manager only records it
     }
   }
 
